@@ -1,0 +1,492 @@
+/**
+ * One AMQP connection per socket: protocol header, frame dispatch to channel 0 (the handshake
+ * and connection methods) and to channels, heartbeats, output flushing, and the single catch
+ * site of the error model (DESIGN.md §4).
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { User, UserStore } from '../core/users.js';
+import type { VHost, VHostRegistry } from '../core/vhost.js';
+import {
+  AmqpError,
+  ConnectionError,
+  channelError,
+  commandInvalid,
+  frameError,
+  internalError,
+  notAllowed,
+  unexpectedFrame,
+} from '../errors.js';
+import { type FieldTable, TableError } from '../protocol/field-table.js';
+import { FrameError, FrameParser, type FrameSink } from '../protocol/frame-parser.js';
+import {
+  decodeMethodArgs,
+  encodeChannelOpenOk,
+  encodeConnectionBlocked,
+  encodeConnectionClose,
+  encodeConnectionCloseOk,
+  encodeConnectionUnblocked,
+  encodeConnectionUpdateSecretOk,
+  type MethodArgs,
+  MethodSyntaxError,
+} from '../protocol/generated/methods.js';
+import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js';
+import { OutBuffer } from '../protocol/out-buffer.js';
+import { Channel } from './channel.js';
+import { scheduleFlush } from './flush-scheduler.js';
+import { handshakeMethod, sendStart } from './handshake.js';
+
+const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
+const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
+/** After sending connection.close, wait this long for close-ok before dropping the socket. */
+const CLOSE_OK_TIMEOUT = 3_000;
+
+/** What a connection needs from the broker. */
+export interface ConnectionContext {
+  readonly config: Config;
+  readonly users: UserStore;
+  readonly vhosts: VHostRegistry;
+  readonly log: Logger;
+  readonly serverProperties: FieldTable;
+  connectionClosed(c: Connection): void;
+}
+
+export const ConnState = {
+  /** waiting for the 8-byte protocol header */
+  Header: 0,
+  /** sent connection.start, waiting for start-ok */
+  Start: 1,
+  /** sent connection.tune, waiting for tune-ok */
+  Tune: 2,
+  /** waiting for connection.open */
+  Opening: 3,
+  Open: 4,
+  /** sent connection.close, waiting for close-ok; everything else is discarded */
+  Closing: 5,
+  Closed: 6,
+} as const;
+export type ConnState = (typeof ConnState)[keyof typeof ConnState];
+
+let nextConnectionId = 1;
+
+export class Connection implements FrameSink {
+  readonly id = nextConnectionId++;
+  readonly socket: Socket;
+  readonly ctx: ConnectionContext;
+  readonly log: Logger;
+  readonly out = new OutBuffer();
+  readonly parser: FrameParser;
+  readonly peer: string;
+  readonly openedAt = Date.now();
+  state: ConnState = ConnState.Header;
+
+  // negotiated in tune/tune-ok
+  channelMax: number;
+  frameMax: number;
+  heartbeat = 0;
+
+  user: User | null = null;
+  vhost: VHost | null = null;
+  clientProperties: FieldTable = {};
+  /** Client capabilities from start-ok. */
+  capAuthFailureClose = false;
+  capBlocked = false;
+  /** connection.blocked currently in force (sent to the client). */
+  blocked = false;
+
+  private readonly channels = new Map<number, Channel>();
+  private header: Buffer | null = Buffer.alloc(0);
+  private queuedForFlush = false;
+  /** The socket accepted everything written so far (false until 'drain'). */
+  writable = true;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private receivedSinceTick = true;
+  private sentSinceTick = false;
+  private silentTicks = 0;
+  private handshakeTimer: NodeJS.Timeout | null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private closeReason = '';
+
+  constructor(socket: Socket, ctx: ConnectionContext) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.channelMax = ctx.config.channelMax;
+    this.frameMax = ctx.config.frameMax;
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = ctx.log.child({ conn: this.id, peer: this.peer });
+    this.parser = new FrameParser(this, ctx.config.frameMax);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.writable = true;
+    });
+    socket.on('error', (err) => {
+      this.log.debug({ err: err.message }, 'socket error');
+    });
+    socket.on('close', () => this.onSocketClosed());
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = null;
+      if (this.state < ConnState.Open) {
+        this.log.warn({ state: this.state }, 'handshake timed out; closing the socket');
+        this.destroy('handshake timeout');
+      }
+    }, ctx.config.handshakeTimeout);
+    this.handshakeTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- input
+
+  private onData(chunk: Buffer): void {
+    this.receivedSinceTick = true;
+    if (this.state === ConnState.Closed) return;
+    try {
+      if (this.header !== null) {
+        chunk = this.readProtocolHeader(chunk);
+        if (chunk.length === 0) return;
+      }
+      this.parser.push(chunk);
+    } catch (e) {
+      this.fail(e, 0, 0, 0);
+    }
+  }
+
+  /** Accumulates the 8-byte protocol header; returns the bytes after it. */
+  private readProtocolHeader(chunk: Buffer): Buffer {
+    const have = this.header!;
+    const need = 8 - have.length;
+    const got = Buffer.concat([have, chunk.subarray(0, need)]);
+    // Compare as far as we have: a wrong first byte is answered at once.
+    if (!got.equals(PROTOCOL_HEADER.subarray(0, got.length))) {
+      this.log.info(
+        { header: got.toString('latin1') },
+        'bad protocol header; replying with ours and closing',
+      );
+      this.state = ConnState.Closed;
+      this.socket.end(PROTOCOL_HEADER);
+      this.header = null;
+      return Buffer.alloc(0);
+    }
+    if (got.length < 8) {
+      this.header = got;
+      return Buffer.alloc(0);
+    }
+    this.header = null;
+    this.state = ConnState.Start;
+    sendStart(this);
+    return chunk.subarray(need);
+  }
+
+  onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void {
+    if (this.state === ConnState.Closing) {
+      this.onFrameWhileClosing(type, channel, buf, off, len);
+      return;
+    }
+    let classId = 0;
+    let methodId = 0;
+    try {
+      switch (type) {
+        case 1: {
+          if (len < 4) throw frameError(`method frame of ${len} bytes is too short for a method id`);
+          const id = buf.readUInt32BE(off);
+          classId = id >>> 16;
+          methodId = id & 0xffff;
+          if (channel === 0) this.channel0Method(id, this.decode(id, buf, off, len));
+          else this.channelFrame(type, channel, buf, off, len, id);
+          return;
+        }
+        case 2:
+        case 3:
+          if (channel === 0) throw unexpectedFrame(`content frame of type ${type} on channel 0`);
+          this.channelFrame(type, channel, buf, off, len, 0);
+          return;
+        case 8:
+          // heartbeat: receipt alone resets the missed-heartbeat count
+          if (channel !== 0)
+            throw unexpectedFrame(`heartbeat frame on channel ${channel}; heartbeats use channel 0`);
+          return;
+        default:
+          throw frameError(`unknown frame type ${type}`);
+      }
+    } catch (e) {
+      this.fail(e, channel, classId, methodId);
+    }
+  }
+
+  /** Decodes method arguments; any fault in the bytes is a frame error (as RabbitMQ replies). */
+  decode(id: number, buf: Buffer, off: number, len: number): MethodArgs {
+    if (!isKnownMethod(id)) {
+      throw notImplementedMethod(id);
+    }
+    let args: MethodArgs | null;
+    try {
+      args = decodeMethodArgs(id, buf, off + 4, off + len);
+    } catch (e) {
+      // our own decoders say what is wrong; Node's bounds errors mean the payload ended early
+      const why =
+        e instanceof MethodSyntaxError || e instanceof TableError
+          ? e.message
+          : 'the frame is shorter than its fields';
+      throw frameError(`cannot decode ${methodName(id)}: ${why}`);
+    }
+    return args!;
+  }
+
+  private channelFrame(type: number, n: number, buf: Buffer, off: number, len: number, id: number): void {
+    if (this.state !== ConnState.Open) {
+      throw channelError(`frame on channel ${n} before the connection is open`);
+    }
+    const ch = this.channels.get(n);
+    if (ch === undefined) {
+      if (type !== 1)
+        throw unexpectedFrame(`expected method frame, got non method frame on unopened channel ${n}`);
+      // channel.open: the channel number must be within the negotiated channel-max
+      if (id !== Method.CHANNEL_OPEN) throw channelError("expected 'channel.open'");
+      this.decode(id, buf, off, len);
+      if (n > this.channelMax) {
+        throw notAllowed(`channel number ${n} is above the negotiated channel_max (${this.channelMax})`);
+      }
+      this.channels.set(n, new Channel(this, n));
+      encodeChannelOpenOk(this.out, n, {});
+      this.markDirty();
+      return;
+    }
+    ch.onFrame(type, buf, off, len, id);
+  }
+
+  private channel0Method(id: number, args: MethodArgs): void {
+    if (this.state !== ConnState.Open) {
+      handshakeMethod(this, id, args);
+      return;
+    }
+    switch (id) {
+      case Method.CONNECTION_CLOSE:
+        // client-initiated close: confirm and drop the socket once close-ok is written
+        this.closeReason = 'client closed the connection';
+        encodeConnectionCloseOk(this.out, 0, {});
+        this.flush();
+        this.state = ConnState.Closed;
+        this.socket.end();
+        return;
+      case Method.CONNECTION_CLOSE_OK:
+        throw commandInvalid('connection.close-ok received, but no connection.close was sent');
+      case Method.CONNECTION_UPDATE_SECRET:
+        // PLAIN credentials do not expire; accepting the new secret is all there is to do
+        encodeConnectionUpdateSecretOk(this.out, 0, {});
+        this.markDirty();
+        return;
+      default:
+        throw channelError('unexpected method in connection state running');
+    }
+  }
+
+  /** After we sent connection.close: only close-ok (or a crossing close) matters. */
+  private onFrameWhileClosing(type: number, channel: number, buf: Buffer, off: number, len: number): void {
+    if (type !== 1 || channel !== 0 || len < 4) return;
+    const id = buf.readUInt32BE(off);
+    if (id === Method.CONNECTION_CLOSE_OK) {
+      this.destroy(this.closeReason);
+    } else if (id === Method.CONNECTION_CLOSE) {
+      encodeConnectionCloseOk(this.out, 0, {});
+      this.flush();
+      this.destroy(this.closeReason);
+    }
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  /**
+   * The single catch site: soft errors close their channel, hard ones (and anything on
+   * channel 0 or at the framing level) close the connection; anything else is a bug, logged
+   * with its stack and answered with 541.
+   */
+  fail(e: unknown, channel: number, classId: number, methodId: number): void {
+    if (this.state === ConnState.Closed || this.state === ConnState.Closing) return;
+    if (e instanceof FrameError) {
+      this.parser.stopped = true;
+      this.closeWithError(frameError(e.message), 0, 0, true);
+      return;
+    }
+    if (!(e instanceof AmqpError)) {
+      this.log.error({ err: e }, 'internal error; closing the connection with 541');
+      this.closeWithError(internalError('internal error'), classId, methodId, false);
+      return;
+    }
+    if (e.classId === 0 && e.methodId === 0) {
+      e.classId = classId;
+      e.methodId = methodId;
+    }
+    const ch = channel === 0 ? undefined : this.channels.get(channel);
+    if (!e.hard && ch !== undefined && !(e instanceof ConnectionError)) {
+      ch.closeWithError(e);
+      return;
+    }
+    this.closeWithError(e, e.classId, e.methodId, e.code === 501);
+  }
+
+  private closeWithError(e: AmqpError, classId: number, methodId: number, streamBroken: boolean): void {
+    this.log.info({ code: e.code, text: e.replyText, classId, methodId }, 'closing connection on error');
+    if (this.state < ConnState.Tune && !(this.state === ConnState.Start && this.capAuthFailureClose)) {
+      // Before tune the client cannot be sent connection.close (spec: close the socket).
+      this.closeReason = e.replyText;
+      this.destroy(e.replyText);
+      return;
+    }
+    this.sendClose(e.code, e.replyText, classId, methodId);
+    if (streamBroken) {
+      // framing is lost, so close-ok cannot be read: stop parsing and end our side now
+      this.parser.stopped = true;
+      this.socket.end();
+    }
+  }
+
+  /** Sends connection.close and waits (bounded) for close-ok. */
+  sendClose(code: number, text: string, classId: number, methodId: number): void {
+    if (this.state === ConnState.Closing || this.state === ConnState.Closed) return;
+    this.closeReason = text;
+    for (const ch of this.channels.values()) ch.release();
+    this.channels.clear();
+    encodeConnectionClose(this.out, 0, { replyCode: code, replyText: text, classId, methodId });
+    this.flush();
+    this.state = ConnState.Closing;
+    this.stopHeartbeats();
+    this.closeTimer = setTimeout(() => this.destroy(text), CLOSE_OK_TIMEOUT);
+    this.closeTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- channels
+
+  /** Called by a channel once it is fully closed (close-ok sent or received). */
+  channelClosed(n: number): void {
+    this.channels.delete(n);
+  }
+
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  // ---------------------------------------------------------------- heartbeats & flow
+
+  /** Starts heartbeats at the negotiated interval: send at half of it, drop after two silent ones. */
+  startHeartbeats(): void {
+    if (this.heartbeat === 0) return;
+    const tickMs = (this.heartbeat * 1000) / 2;
+    this.heartbeatTimer = setInterval(() => this.heartbeatTick(), tickMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private heartbeatTick(): void {
+    if (this.receivedSinceTick) {
+      this.receivedSinceTick = false;
+      this.silentTicks = 0;
+    } else if (++this.silentTicks >= 4) {
+      this.log.warn({ heartbeat: this.heartbeat }, 'missed heartbeats from client; closing the socket');
+      this.destroy(`missed heartbeats from client, timeout: ${this.heartbeat}s`);
+      return;
+    }
+    if (!this.sentSinceTick) {
+      this.out.bytes(HEARTBEAT_FRAME);
+      this.markDirty();
+    }
+    this.sentSinceTick = false;
+  }
+
+  private stopHeartbeats(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  /** connection.blocked / unblocked, sent only to clients that advertise the capability. */
+  setBlocked(blocked: boolean, reason = 'low on resources'): void {
+    if (blocked === this.blocked || !this.capBlocked || this.state !== ConnState.Open) return;
+    this.blocked = blocked;
+    if (blocked) encodeConnectionBlocked(this.out, 0, { reason });
+    else encodeConnectionUnblocked(this.out, 0, {});
+    this.markDirty();
+  }
+
+  // ---------------------------------------------------------------- output
+
+  markDirty(): void {
+    if (!this.queuedForFlush) {
+      this.queuedForFlush = true;
+      scheduleFlush(this);
+    }
+  }
+
+  flush(): void {
+    this.queuedForFlush = false;
+    const chunks = this.out.take();
+    if (chunks.length === 0 || this.socket.destroyed) return;
+    this.sentSinceTick = true;
+    let ok = true;
+    if (chunks.length === 1) {
+      ok = this.socket.write(chunks[0]!);
+    } else {
+      this.socket.cork();
+      for (const c of chunks) ok = this.socket.write(c);
+      this.socket.uncork();
+    }
+    if (!ok) this.writable = false;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  opened(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.state = ConnState.Open;
+    this.startHeartbeats();
+    const cp = this.clientProperties;
+    this.log.info(
+      {
+        user: this.user?.name,
+        vhost: this.vhost?.name,
+        client: typeof cp['product'] === 'string' ? cp['product'] : undefined,
+        frameMax: this.frameMax,
+        channelMax: this.channelMax,
+        heartbeat: this.heartbeat,
+      },
+      'connection opened',
+    );
+  }
+
+  /** Server-initiated close (e.g. shutdown): connection.close, then wait for close-ok. */
+  forceClose(code: number, text: string): void {
+    if (this.state === ConnState.Open) this.sendClose(code, text, 0, 0);
+    else this.destroy(text);
+  }
+
+  destroy(reason: string): void {
+    if (!this.closeReason) this.closeReason = reason;
+    this.state = ConnState.Closed;
+    this.flush();
+    this.socket.destroy();
+  }
+
+  private onSocketClosed(): void {
+    const wasOpen = this.user !== null && this.vhost !== null;
+    this.state = ConnState.Closed;
+    this.stopHeartbeats();
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    for (const ch of this.channels.values()) ch.release();
+    this.channels.clear();
+    if (wasOpen) {
+      this.log.info(
+        {
+          user: this.user?.name,
+          vhost: this.vhost?.name,
+          durationMs: Date.now() - this.openedAt,
+          reason: this.closeReason || 'client closed the socket',
+        },
+        'connection closed',
+      );
+    }
+    this.ctx.connectionClosed(this);
+  }
+}
+
+function notImplementedMethod(id: number): AmqpError {
+  return new ConnectionError(540, `unknown method: class ${id >>> 16}, method ${id & 0xffff}`);
+}

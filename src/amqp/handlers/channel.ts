@@ -1,0 +1,36 @@
+/** channel class methods: open (again), close, close-ok, flow. */
+import { channelError, commandInvalid } from '../../errors.js';
+import {
+  type ChannelClose,
+  type ChannelFlow,
+  encodeChannelCloseOk,
+  encodeChannelFlowOk,
+} from '../../protocol/generated/methods.js';
+import { type Channel, ChannelState } from '../channel.js';
+
+/** channel.open on a channel that is already open: a connection error (504), as RabbitMQ does. */
+export function channelOpenAgain(_ch: Channel): void {
+  throw channelError("second 'channel.open' seen");
+}
+
+/** Client closes the channel: release what it holds, confirm, free the number. */
+export function channelClose(ch: Channel, _a: ChannelClose | null): void {
+  ch.release();
+  encodeChannelCloseOk(ch.conn.out, ch.number, {});
+  ch.conn.markDirty();
+  ch.closed();
+}
+
+export function channelCloseOk(ch: Channel): void {
+  if (ch.state !== ChannelState.Closing) {
+    throw commandInvalid('channel.close-ok received, but no channel.close was sent');
+  }
+  ch.closed();
+}
+
+/** channel.flow: active=false asks us to stop sending content on this channel until re-enabled. */
+export function channelFlow(ch: Channel, a: ChannelFlow): void {
+  ch.flowActive = a.active;
+  encodeChannelFlowOk(ch.conn.out, ch.number, { active: a.active });
+  ch.conn.markDirty();
+}

@@ -1,0 +1,3 @@
+/** Public API for embedding Warren. */
+export { Broker, type BrokerOptions, StartupError } from './broker.js';
+export { type Config, DEFAULTS } from './config.js';

@@ -1,0 +1,337 @@
+/**
+ * AMQP 0-9-1 field tables and arrays, with every type RabbitMQ's clients send
+ * (RabbitMQ's errata table: t b B s u I i l f d D S x A T F V).
+ *
+ * Decoding gives plain JS values by default (what handlers want for `arguments`); with
+ * `typed = true` every value is a `Typed` that remembers its wire type, so re-encoding is
+ * byte-exact. Encoding accepts both.
+ */
+
+import type { OutBuffer } from './out-buffer.js';
+
+export type FieldType =
+  | 't'
+  | 'b'
+  | 'B'
+  | 's'
+  | 'u'
+  | 'I'
+  | 'i'
+  | 'l'
+  | 'f'
+  | 'd'
+  | 'D'
+  | 'S'
+  | 'x'
+  | 'A'
+  | 'T'
+  | 'F'
+  | 'V';
+
+/** A decimal: value × 10^-scale. */
+export class Decimal {
+  constructor(
+    readonly scale: number,
+    readonly value: number,
+  ) {}
+}
+
+/** A value with an explicit wire type. */
+export class Typed {
+  constructor(
+    readonly type: FieldType,
+    readonly value: FieldValue,
+  ) {}
+}
+
+export type FieldValue =
+  | boolean
+  | number
+  | bigint
+  | string
+  | Buffer
+  | Date
+  | Decimal
+  | Typed
+  | null
+  | undefined
+  | FieldValue[]
+  | FieldTable;
+
+export interface FieldTable {
+  [key: string]: FieldValue;
+}
+
+/** Thrown on a malformed table; the connection maps it to a syntax error. */
+export class TableError extends Error {}
+
+const TWO32 = 4294967296;
+
+/** Reads a u64 as a JS number (exact up to 2^53; callers needing more bits read the halves). */
+export function readU64(b: Buffer, o: number): number {
+  return b.readUInt32BE(o) * TWO32 + b.readUInt32BE(o + 4);
+}
+
+function readI64(b: Buffer, o: number): number | bigint {
+  const hi = b.readInt32BE(o);
+  const lo = b.readUInt32BE(o + 4);
+  // Safe range is ±2^53; hi in [-2^21, 2^21) keeps the product exact.
+  if (hi >= -2097152 && hi < 2097152) return hi * TWO32 + lo;
+  return b.readBigInt64BE(o);
+}
+
+/**
+ * Decodes the table body between `o` and `end` (the bytes after the u32 length prefix).
+ */
+export function decodeTable(b: Buffer, o: number, end: number, typed = false): FieldTable {
+  const t: FieldTable = {};
+  while (o < end) {
+    const kl = b[o]!;
+    const key = b.toString('utf8', o + 1, o + 1 + kl);
+    o += 1 + kl;
+    if (o >= end) throw new TableError('field table key without a value');
+    o = decodeValue(b, o, end, t, key, typed);
+  }
+  if (o !== end) throw new TableError('field table overruns its length');
+  return t;
+}
+
+export function decodeArray(b: Buffer, o: number, end: number, typed = false): FieldValue[] {
+  const box: FieldTable = {};
+  const out: FieldValue[] = [];
+  while (o < end) {
+    o = decodeValue(b, o, end, box, 'v', typed);
+    out.push(box['v']);
+  }
+  if (o !== end) throw new TableError('field array overruns its length');
+  return out;
+}
+
+/** Decodes one tagged value at `o` into `into[key]`; returns the offset after it. */
+function decodeValue(
+  b: Buffer,
+  o: number,
+  end: number,
+  into: FieldTable,
+  key: string,
+  typed: boolean,
+): number {
+  const type = String.fromCharCode(b[o]!) as FieldType;
+  o += 1;
+  let v: FieldValue;
+  switch (type) {
+    case 't':
+      v = b[o]! !== 0;
+      o += 1;
+      break;
+    case 'b':
+      v = b.readInt8(o);
+      o += 1;
+      break;
+    case 'B':
+      v = b.readUInt8(o);
+      o += 1;
+      break;
+    case 's':
+      v = b.readInt16BE(o);
+      o += 2;
+      break;
+    case 'u':
+      v = b.readUInt16BE(o);
+      o += 2;
+      break;
+    case 'I':
+      v = b.readInt32BE(o);
+      o += 4;
+      break;
+    case 'i':
+      v = b.readUInt32BE(o);
+      o += 4;
+      break;
+    case 'l':
+      v = readI64(b, o);
+      o += 8;
+      break;
+    case 'f':
+      v = b.readFloatBE(o);
+      o += 4;
+      break;
+    case 'd':
+      v = b.readDoubleBE(o);
+      o += 8;
+      break;
+    case 'D':
+      v = new Decimal(b.readUInt8(o), b.readUInt32BE(o + 1));
+      o += 5;
+      break;
+    case 'S': {
+      const n = b.readUInt32BE(o);
+      checkLen(o + 4 + n, end);
+      v = b.toString('utf8', o + 4, o + 4 + n);
+      o += 4 + n;
+      break;
+    }
+    case 'x': {
+      const n = b.readUInt32BE(o);
+      checkLen(o + 4 + n, end);
+      v = Buffer.from(b.subarray(o + 4, o + 4 + n));
+      o += 4 + n;
+      break;
+    }
+    case 'A': {
+      const n = b.readUInt32BE(o);
+      checkLen(o + 4 + n, end);
+      v = decodeArray(b, o + 4, o + 4 + n, typed);
+      o += 4 + n;
+      break;
+    }
+    case 'T': {
+      const secs = readU64(b, o);
+      v = typed ? secs : new Date(secs * 1000);
+      o += 8;
+      break;
+    }
+    case 'F': {
+      const n = b.readUInt32BE(o);
+      checkLen(o + 4 + n, end);
+      v = decodeTable(b, o + 4, o + 4 + n, typed);
+      o += 4 + n;
+      break;
+    }
+    case 'V':
+      v = null;
+      break;
+    default:
+      throw new TableError(`unknown field type '${type}' (0x${(b[o - 1] ?? 0).toString(16)})`);
+  }
+  if (o > end) throw new TableError('field value overruns its table');
+  into[key] = typed ? new Typed(type, v) : v;
+  return o;
+}
+
+function checkLen(stop: number, end: number): void {
+  if (stop > end) throw new TableError('field length overruns its table');
+}
+
+/** Writes a u32 length prefix followed by the table body. */
+export function encodeTable(w: OutBuffer, t: FieldTable | undefined | null): void {
+  const at = w.pos;
+  w.u32(0);
+  if (t) {
+    for (const key in t) {
+      const v = t[key];
+      if (v === undefined) continue;
+      w.shortstr(key);
+      encodeValue(w, v);
+    }
+  }
+  w.buf.writeUInt32BE(w.pos - at - 4, at);
+}
+
+export function encodeArray(w: OutBuffer, a: FieldValue[]): void {
+  const at = w.pos;
+  w.u32(0);
+  for (const v of a) encodeValue(w, v === undefined ? null : v);
+  w.buf.writeUInt32BE(w.pos - at - 4, at);
+}
+
+function encodeValue(w: OutBuffer, v: FieldValue): void {
+  if (v instanceof Typed) {
+    encodeTyped(w, v.type, v.value);
+    return;
+  }
+  switch (typeof v) {
+    case 'boolean':
+      encodeTyped(w, 't', v);
+      return;
+    case 'string':
+      encodeTyped(w, 'S', v);
+      return;
+    case 'bigint':
+      encodeTyped(w, 'l', v);
+      return;
+    case 'number':
+      if (Number.isInteger(v)) {
+        encodeTyped(w, v >= -2147483648 && v <= 2147483647 ? 'I' : 'l', v);
+      } else {
+        encodeTyped(w, 'd', v);
+      }
+      return;
+    case 'object':
+      if (v === null) encodeTyped(w, 'V', null);
+      else if (Buffer.isBuffer(v)) encodeTyped(w, 'x', v);
+      else if (Array.isArray(v)) encodeTyped(w, 'A', v);
+      else if (v instanceof Date) encodeTyped(w, 'T', Math.floor(v.getTime() / 1000));
+      else if (v instanceof Decimal) encodeTyped(w, 'D', v);
+      else encodeTyped(w, 'F', v as FieldTable);
+      return;
+    default:
+      encodeTyped(w, 'V', null);
+  }
+}
+
+function encodeTyped(w: OutBuffer, type: FieldType, v: FieldValue): void {
+  w.u8(type.charCodeAt(0));
+  switch (type) {
+    case 't':
+      w.u8(v ? 1 : 0);
+      return;
+    case 'b':
+      w.ensure(1);
+      w.pos = w.buf.writeInt8(Number(v), w.pos);
+      return;
+    case 'B':
+      w.u8(Number(v));
+      return;
+    case 's':
+      w.ensure(2);
+      w.pos = w.buf.writeInt16BE(Number(v), w.pos);
+      return;
+    case 'u':
+      w.u16(Number(v));
+      return;
+    case 'I':
+      w.ensure(4);
+      w.pos = w.buf.writeInt32BE(Number(v), w.pos);
+      return;
+    case 'i':
+      w.u32(Number(v));
+      return;
+    case 'l':
+      w.ensure(8);
+      w.pos = w.buf.writeBigInt64BE(BigInt(v as number | bigint), w.pos);
+      return;
+    case 'f':
+      w.ensure(4);
+      w.pos = w.buf.writeFloatBE(Number(v), w.pos);
+      return;
+    case 'd':
+      w.ensure(8);
+      w.pos = w.buf.writeDoubleBE(Number(v), w.pos);
+      return;
+    case 'D': {
+      const d = v as Decimal;
+      w.u8(d.scale);
+      w.u32(d.value);
+      return;
+    }
+    case 'S':
+      if (Buffer.isBuffer(v)) w.longstr(v);
+      else w.longstr(String(v));
+      return;
+    case 'x':
+      w.longstr(v as Buffer);
+      return;
+    case 'A':
+      encodeArray(w, v as FieldValue[]);
+      return;
+    case 'T':
+      w.u64(v instanceof Date ? Math.floor(v.getTime() / 1000) : Number(v));
+      return;
+    case 'F':
+      encodeTable(w, v as FieldTable);
+      return;
+    case 'V':
+      return;
+  }
+}

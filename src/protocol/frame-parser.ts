@@ -1,0 +1,112 @@
+/**
+ * Splits a byte stream into AMQP frames, whatever the chunking: a frame across chunks, many
+ * frames in one chunk, one byte at a time. A frame that lies whole inside a chunk is handed
+ * over in place (zero-copy); only a frame that straddles chunks is assembled into its own buffer.
+ *
+ * Frame: type u8 | channel u16 | size u32 | payload[size] | 0xCE
+ */
+
+export const FRAME_HEADER_SIZE = 7;
+/** Header plus the frame-end octet. */
+export const FRAME_OVERHEAD = 8;
+
+export interface FrameSink {
+  /** Called once per frame; `buf[off, off + len)` is the payload, valid only during the call. */
+  onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void;
+}
+
+/** A framing fault: the connection must be closed with FRAME_ERROR (501). */
+export class FrameError extends Error {}
+
+export class FrameParser {
+  /** Largest accepted frame, overhead included (the negotiated frame-max). */
+  frameMax: number;
+  /** Set by the sink to stop parsing the rest of a chunk (e.g. after a connection error). */
+  stopped = false;
+  private readonly sink: FrameSink;
+  /** Bytes of a frame that straddles chunks, assembled here. */
+  private partial: Buffer | null = null;
+  private partialLen = 0;
+  /** Header bytes carried over when a chunk ends inside a frame header. */
+  private readonly head = Buffer.alloc(FRAME_HEADER_SIZE);
+  private headLen = 0;
+
+  constructor(sink: FrameSink, frameMax: number) {
+    this.sink = sink;
+    this.frameMax = frameMax;
+  }
+
+  /** Feeds one chunk. Throws FrameError on a framing fault; nothing else is thrown by parsing. */
+  push(chunk: Buffer): void {
+    let o = 0;
+    const n = chunk.length;
+    if (this.headLen > 0 || this.partial !== null) {
+      o = this.continuePartial(chunk);
+      if (o < 0) return;
+    }
+    while (o < n && !this.stopped) {
+      if (n - o < FRAME_HEADER_SIZE) {
+        chunk.copy(this.head, 0, o, n);
+        this.headLen = n - o;
+        return;
+      }
+      const size = chunk.readUInt32BE(o + 3);
+      this.checkSize(size);
+      const stop = o + FRAME_HEADER_SIZE + size;
+      if (stop < n) {
+        if (chunk[stop] !== 0xce) throw new FrameError(badEnd(chunk[stop]!));
+        this.sink.onFrame(chunk[o]!, chunk.readUInt16BE(o + 1), chunk, o + FRAME_HEADER_SIZE, size);
+        o = stop + 1;
+      } else {
+        // The frame continues in a later chunk: assemble it.
+        this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+        chunk.copy(this.partial, 0, o, n);
+        this.partialLen = n - o;
+        return;
+      }
+    }
+  }
+
+  /** Completes a carried-over header or frame; returns the offset in chunk to continue at, or -1. */
+  private continuePartial(chunk: Buffer): number {
+    let o = 0;
+    if (this.headLen > 0) {
+      const need = FRAME_HEADER_SIZE - this.headLen;
+      const take = Math.min(need, chunk.length);
+      chunk.copy(this.head, this.headLen, 0, take);
+      this.headLen += take;
+      o = take;
+      if (this.headLen < FRAME_HEADER_SIZE) return -1;
+      const size = this.head.readUInt32BE(3);
+      this.headLen = 0;
+      this.checkSize(size);
+      this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
+      this.head.copy(this.partial, 0);
+      this.partialLen = FRAME_HEADER_SIZE;
+    }
+    const p = this.partial!;
+    const take = Math.min(p.length - this.partialLen, chunk.length - o);
+    chunk.copy(p, this.partialLen, o, o + take);
+    this.partialLen += take;
+    o += take;
+    if (this.partialLen < p.length) return -1;
+    this.partial = null;
+    this.partialLen = 0;
+    const end = p[p.length - 1]!;
+    if (end !== 0xce) throw new FrameError(badEnd(end));
+    this.sink.onFrame(p[0]!, p.readUInt16BE(1), p, FRAME_HEADER_SIZE, p.length - FRAME_OVERHEAD);
+    return o;
+  }
+
+  private checkSize(size: number): void {
+    if (size + FRAME_OVERHEAD > this.frameMax) {
+      throw new FrameError(
+        `frame size ${size + FRAME_OVERHEAD} exceeds the negotiated frame-max of ${this.frameMax}`,
+      );
+    }
+  }
+}
+
+function badEnd(octet: number): string {
+  return `frame end octet was 0x${octet.toString(16).padStart(2, '0')}, expected 0xce`;
+}
