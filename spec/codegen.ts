@@ -373,7 +373,9 @@ function genProperties(spec: Spec): string {
   });
   out.push('} as const;\n');
   // decode
-  out.push('/** Decodes a property list starting at its flag word(s). Throws RangeError when malformed. */');
+  out.push(
+    '/** Decodes a property list starting at its flag word(s). Throws RangeError or TableError when malformed. */',
+  );
   out.push('export function decodeBasicProperties(b: Buffer, o: number, end: number): BasicProperties {');
   out.push('  const flags = b.readUInt16BE(o);');
   out.push('  o += 2;');

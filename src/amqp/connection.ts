@@ -266,7 +266,7 @@ export class Connection implements FrameSink {
         encodeConnectionCloseOk(this.out, 0, {});
         this.flush();
         this.state = ConnState.Closed;
-        this.socket.end();
+        this.endSocket();
         return;
       case Method.CONNECTION_CLOSE_OK:
         throw commandInvalid('connection.close-ok received, but no connection.close was sent');
@@ -336,7 +336,7 @@ export class Connection implements FrameSink {
     if (streamBroken) {
       // framing is lost, so close-ok cannot be read: stop parsing and end our side now
       this.parser.stopped = true;
-      this.socket.end();
+      this.endSocket();
     }
   }
 
@@ -455,6 +455,12 @@ export class Connection implements FrameSink {
   forceClose(code: number, text: string): void {
     if (this.state === ConnState.Open) this.sendClose(code, text, 0, 0);
     else this.destroy(text);
+  }
+
+  /** Ends our side once queued writes are out; destroys it if the peer does not close soon. */
+  private endSocket(): void {
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_OK_TIMEOUT).unref();
   }
 
   destroy(reason: string): void {

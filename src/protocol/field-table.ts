@@ -3,8 +3,9 @@
  * (RabbitMQ's errata table: t b B s u I i l f d D S x A T F V).
  *
  * Decoding gives plain JS values by default (what handlers want for `arguments`); with
- * `typed = true` every value is a `Typed` that remembers its wire type, so re-encoding is
- * byte-exact. Encoding accepts both.
+ * `typed = true` every value is a `Typed` that remembers its wire type, so re-encoding gives
+ * the same bytes (for keys and strings that are valid UTF-8, without duplicate keys: byte-exact
+ * pass-through of client data keeps the raw bytes instead of decoding). Encoding accepts both.
  */
 
 import type { OutBuffer } from './out-buffer.js';
@@ -205,7 +206,11 @@ function decodeValue(
       throw new TableError(`unknown field type '${type}' (0x${(b[o - 1] ?? 0).toString(16)})`);
   }
   if (o > end) throw new TableError('field value overruns its table');
-  into[key] = typed ? new Typed(type, v) : v;
+  const value = typed ? new Typed(type, v) : v;
+  // a '__proto__' key must stay an own entry, never become the table's prototype
+  if (key === '__proto__')
+    Object.defineProperty(into, key, { value, enumerable: true, writable: true, configurable: true });
+  else into[key] = value;
   return o;
 }
 
@@ -218,7 +223,7 @@ export function encodeTable(w: OutBuffer, t: FieldTable | undefined | null): voi
   const at = w.pos;
   w.u32(0);
   if (t) {
-    for (const key in t) {
+    for (const key of Object.keys(t)) {
       const v = t[key];
       if (v === undefined) continue;
       w.shortstr(key);

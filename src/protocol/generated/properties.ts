@@ -39,7 +39,7 @@ export const PropertyFlag = {
   CLUSTER_ID: 0x4,
 } as const;
 
-/** Decodes a property list starting at its flag word(s). Throws RangeError when malformed. */
+/** Decodes a property list starting at its flag word(s). Throws RangeError or TableError when malformed. */
 export function decodeBasicProperties(b: Buffer, o: number, end: number): BasicProperties {
   const flags = b.readUInt16BE(o);
   o += 2;

@@ -1,0 +1,385 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FrameError, FrameParser } from '../../src/protocol/frame-parser.js';
+import { encodeMethod, type MethodArgs } from '../../src/protocol/generated/methods.js';
+import { encodeBasicProperties } from '../../src/protocol/generated/properties.js';
+import { Method } from '../../src/protocol/generated/spec.js';
+import { OutBuffer } from '../../src/protocol/out-buffer.js';
+
+interface Frame {
+  type: number;
+  channel: number;
+  payload: Buffer;
+}
+
+/** Serializes a frame independently of OutBuffer. */
+function raw(f: Frame, end = 0xce): Buffer {
+  const h = Buffer.alloc(7);
+  h[0] = f.type;
+  h.writeUInt16BE(f.channel, 1);
+  h.writeUInt32BE(f.payload.length, 3);
+  return Buffer.concat([h, f.payload, Buffer.from([end])]);
+}
+
+function methodFrame(channel: number, id: number, args: object): Frame {
+  const w = new OutBuffer();
+  encodeMethod(w, channel, id, args as MethodArgs);
+  const b = Buffer.concat(w.take());
+  return { type: 1, channel, payload: Buffer.from(b.subarray(7, b.length - 1)) };
+}
+
+function headerFrame(channel: number, bodySize: number): Frame {
+  const w = new OutBuffer();
+  w.u16(60);
+  w.u16(0);
+  w.u64(bodySize);
+  encodeBasicProperties(w, { contentType: 'text/plain', deliveryMode: 2, headers: { n: 1 } });
+  return { type: 2, channel, payload: Buffer.concat(w.take()) };
+}
+
+const body = (channel: number, payload: Buffer): Frame => ({ type: 3, channel, payload });
+const HEARTBEAT: Frame = { type: 8, channel: 0, payload: Buffer.alloc(0) };
+
+/** A few hundred bytes: methods, a header, small and empty bodies, heartbeats. */
+const SMALL: Frame[] = [
+  methodFrame(0, Method.CONNECTION_TUNE_OK, { channelMax: 2047, frameMax: 131072, heartbeat: 60 }),
+  methodFrame(0, Method.CONNECTION_OPEN, { virtualHost: '/' }),
+  methodFrame(1, Method.CHANNEL_OPEN, {}),
+  HEARTBEAT,
+  methodFrame(1, Method.BASIC_PUBLISH, { exchange: 'amq.topic', routingKey: 'a.b.c', mandatory: true }),
+  headerFrame(1, 11),
+  body(1, Buffer.from('hello')),
+  body(1, Buffer.alloc(0)),
+  body(1, Buffer.from(' world')),
+  methodFrame(1, Method.BASIC_ACK, { deliveryTag: 2 ** 40, multiple: true }),
+  HEARTBEAT,
+  methodFrame(65535, Method.CHANNEL_CLOSE, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 }),
+];
+
+const BIG_BODY = Buffer.alloc(100 * 1024);
+for (let i = 0; i < BIG_BODY.length; i++) BIG_BODY[i] = (i * 31 + (i >> 8)) & 0xff;
+
+/** The small stream plus a 100 KB body and more frames after it. */
+const BIG: Frame[] = [
+  ...SMALL,
+  methodFrame(2, Method.BASIC_PUBLISH, { exchange: '', routingKey: 'q' }),
+  headerFrame(2, BIG_BODY.length + 3),
+  body(2, BIG_BODY),
+  body(2, Buffer.from('end')),
+  HEARTBEAT,
+  methodFrame(2, Method.BASIC_NACK, { deliveryTag: 7, multiple: false, requeue: true }),
+];
+
+const FRAME_MAX = 131072;
+const streamOf = (frames: Frame[]): Buffer => Buffer.concat(frames.map((f) => raw(f)));
+const SMALL_STREAM = streamOf(SMALL);
+const BIG_STREAM = streamOf(BIG);
+
+/** Feeds the chunks and returns the frames seen (payloads copied) and what was thrown, if anything. */
+function run(chunks: Buffer[], frameMax = FRAME_MAX): { frames: Frame[]; error: unknown } {
+  const frames: Frame[] = [];
+  const parser = new FrameParser(
+    {
+      onFrame(type, channel, buf, off, len) {
+        frames.push({ type, channel, payload: Buffer.from(buf.subarray(off, off + len)) });
+      },
+    },
+    frameMax,
+  );
+  try {
+    for (const c of chunks) parser.push(c);
+  } catch (e) {
+    return { frames, error: e };
+  }
+  return { frames, error: null };
+}
+
+/** Splits a buffer at the given (sorted, deduplicated) offsets. */
+function splitAt(b: Buffer, points: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const p of [...new Set(points)].sort((x, y) => x - y)) {
+    out.push(b.subarray(prev, p));
+    prev = p;
+  }
+  out.push(b.subarray(prev));
+  return out;
+}
+
+function expectFrames(actual: Frame[], expected: Frame[], what: string): void {
+  expect(actual.length, what).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    if (a.type !== e.type || a.channel !== e.channel || !a.payload.equals(e.payload)) {
+      expect(a, `${what}: frame ${i}`).toEqual(e);
+    }
+  }
+}
+
+/** Offsets at which each frame of a stream starts (and the stream's end). */
+function boundaries(frames: Frame[]): number[] {
+  const out = [0];
+  for (const f of frames) out.push(out[out.length - 1]! + f.payload.length + 8);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('frame parser: identical frames for every split of a recorded stream', () => {
+  it('the small stream is a few hundred bytes and parses whole', () => {
+    expect(SMALL_STREAM.length).toBeGreaterThan(200);
+    expect(SMALL_STREAM.length).toBeLessThan(1000);
+    const r = run([SMALL_STREAM]);
+    expect(r.error).toBeNull();
+    expectFrames(r.frames, SMALL, 'whole');
+  });
+
+  it('small stream: every single split point into two chunks', () => {
+    for (let i = 0; i <= SMALL_STREAM.length; i++) {
+      const r = run(splitAt(SMALL_STREAM, [i]));
+      expect(r.error).toBeNull();
+      expectFrames(r.frames, SMALL, `split at ${i}`);
+    }
+  });
+
+  it('small stream: every pair of split points into three chunks', () => {
+    const n = SMALL_STREAM.length;
+    for (let i = 0; i <= n; i++) {
+      for (let j = i; j <= n; j++) {
+        const r = run([SMALL_STREAM.subarray(0, i), SMALL_STREAM.subarray(i, j), SMALL_STREAM.subarray(j)]);
+        if (r.error !== null || r.frames.length !== SMALL.length) expect(r.error, `${i}/${j}`).toBeNull();
+        expectFrames(r.frames, SMALL, `split at ${i} and ${j}`);
+      }
+    }
+  });
+
+  it('small stream: byte by byte, and with empty chunks in between', () => {
+    const bytes = [...SMALL_STREAM].map((_, i) => SMALL_STREAM.subarray(i, i + 1));
+    expectFrames(run(bytes).frames, SMALL, 'byte by byte');
+    const withEmpty = bytes.flatMap((b) => [Buffer.alloc(0), b]);
+    expectFrames(run(withEmpty).frames, SMALL, 'with empty chunks');
+  });
+
+  it('big stream (100 KB body): whole, byte by byte, and at sampled split points', () => {
+    expectFrames(run([BIG_STREAM]).frames, BIG, 'whole');
+    const bytes: Buffer[] = [];
+    for (let i = 0; i < BIG_STREAM.length; i++) bytes.push(BIG_STREAM.subarray(i, i + 1));
+    expectFrames(run(bytes).frames, BIG, 'byte by byte');
+    // every point within 9 bytes of a frame boundary, plus evenly spread points
+    const points = new Set<number>();
+    for (const b of boundaries(BIG)) for (let d = -9; d <= 9; d++) points.add(b + d);
+    for (let p = 0; p < BIG_STREAM.length; p += 997) points.add(p);
+    for (const p of points) {
+      if (p < 0 || p > BIG_STREAM.length) continue;
+      expectFrames(run(splitAt(BIG_STREAM, [p])).frames, BIG, `split at ${p}`);
+    }
+  });
+
+  it('random multi-splits (fast-check) give the same frames', () => {
+    for (const [stream, frames] of [
+      [SMALL_STREAM, SMALL],
+      [BIG_STREAM, BIG],
+    ] as const) {
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 0, max: stream.length }), { maxLength: 40 }), (points) => {
+          const r = run(splitAt(stream, points));
+          expect(r.error).toBeNull();
+          expectFrames(r.frames, frames, `split at ${points.join(',')}`);
+        }),
+        { numRuns: 200 },
+      );
+    }
+  });
+
+  it('keeps no reference to a pushed chunk after push returns', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: SMALL_STREAM.length }), { maxLength: 30 }), (points) => {
+        const chunks = splitAt(SMALL_STREAM, points).map((c) => Buffer.from(c));
+        const frames: Frame[] = [];
+        const p = new FrameParser(
+          {
+            onFrame(type, channel, buf, off, len) {
+              frames.push({ type, channel, payload: Buffer.from(buf.subarray(off, off + len)) });
+            },
+          },
+          FRAME_MAX,
+        );
+        for (const c of chunks) {
+          p.push(c);
+          c.fill(0x55); // the socket reuses its buffer
+        }
+        expectFrames(frames, SMALL, 'with reused chunk buffers');
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a frame lying whole inside a chunk is handed over in place', () => {
+    const seen: { buf: Buffer; off: number }[] = [];
+    const p = new FrameParser(
+      {
+        onFrame(_t, _c, buf, off) {
+          seen.push({ buf, off });
+        },
+      },
+      FRAME_MAX,
+    );
+    p.push(SMALL_STREAM);
+    expect(seen.length).toBe(SMALL.length);
+    expect(seen.every((s) => s.buf === SMALL_STREAM)).toBe(true);
+    expect(seen.map((s) => s.off)).toEqual(
+      boundaries(SMALL)
+        .slice(0, -1)
+        .map((b) => b + 7),
+    );
+  });
+
+  it('stopped = true from the sink stops delivery for the rest of the chunk and after', () => {
+    let count = 0;
+    const p: FrameParser = new FrameParser(
+      {
+        onFrame() {
+          count += 1;
+          if (count === 3) p.stopped = true;
+        },
+      },
+      FRAME_MAX,
+    );
+    p.push(SMALL_STREAM);
+    expect(count).toBe(3);
+    p.push(SMALL_STREAM);
+    expect(count).toBe(3);
+  });
+});
+
+describe('frame parser: framing faults', () => {
+  it('a bad frame end throws FrameError after the frames before it, at every split point', () => {
+    const k = 5;
+    const stream = Buffer.concat(SMALL.map((f, i) => raw(f, i === k ? 0x00 : 0xce)));
+    const good = SMALL.slice(0, k);
+    const whole = run([stream]);
+    expect(whole.error).toBeInstanceOf(FrameError);
+    expectFrames(whole.frames, good, 'whole');
+    for (let i = 0; i <= stream.length; i++) {
+      const r = run(splitAt(stream, [i]));
+      expect(r.error, `split at ${i}`).toBeInstanceOf(FrameError);
+      expectFrames(r.frames, good, `split at ${i}`);
+    }
+    const bytes = [...stream].map((_, i) => stream.subarray(i, i + 1));
+    const r = run(bytes);
+    expect(r.error).toBeInstanceOf(FrameError);
+    expectFrames(r.frames, good, 'byte by byte');
+  });
+
+  it('every end octet other than 0xCE is a FrameError', () => {
+    for (let end = 0; end < 256; end++) {
+      if (end === 0xce) continue;
+      const b = raw(HEARTBEAT, end);
+      expect(run([b]).error).toBeInstanceOf(FrameError);
+      expect(run([b.subarray(0, 7), b.subarray(7)]).error).toBeInstanceOf(FrameError);
+      // also when another frame follows in the same chunk
+      expect(run([Buffer.concat([b, raw(HEARTBEAT)])]).error).toBeInstanceOf(FrameError);
+    }
+  });
+
+  it('a frame of exactly frameMax bytes is accepted; one byte more is a FrameError (size + 8 > frameMax)', () => {
+    const frameMax = 4096;
+    const exact = { type: 3, channel: 1, payload: Buffer.alloc(frameMax - 8, 7) };
+    const over = { type: 3, channel: 1, payload: Buffer.alloc(frameMax - 7, 7) };
+    const ok = Buffer.concat([raw(exact), raw(HEARTBEAT)]);
+    expect(raw(exact).length).toBe(frameMax);
+    for (let i = 0; i <= ok.length; i += i < 16 || i > ok.length - 24 ? 1 : 61) {
+      const r = run(splitAt(ok, [i]), frameMax);
+      expect(r.error, `split at ${i}`).toBeNull();
+      expectFrames(r.frames, [exact, HEARTBEAT], `split at ${i}`);
+    }
+    const bad = Buffer.concat([raw(HEARTBEAT), raw(over)]);
+    for (let i = 0; i <= bad.length; i += i < 24 ? 1 : 61) {
+      const r = run(splitAt(bad, [i]), frameMax);
+      expect(r.error, `split at ${i}`).toBeInstanceOf(FrameError);
+      expectFrames(r.frames, [HEARTBEAT], `split at ${i}`);
+    }
+  });
+
+  it('an oversize frame is refused as soon as its 7-byte header is in, before any payload', () => {
+    const p = new FrameParser({ onFrame: () => {} }, 4096);
+    const header = raw({ type: 1, channel: 0, payload: Buffer.alloc(5000) }).subarray(0, 7);
+    for (let i = 0; i < 6; i++) p.push(header.subarray(i, i + 1));
+    expect(() => p.push(header.subarray(6, 7))).toThrow(FrameError);
+    const q = new FrameParser({ onFrame: () => {} }, 4096);
+    expect(() => q.push(header)).toThrow(FrameError);
+    // a size that would overflow 32 bits when the overhead is added
+    const huge = Buffer.from([1, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    expect(() => new FrameParser({ onFrame: () => {} }, 0xffffffff).push(huge)).toThrow(FrameError);
+  });
+
+  it('a lowered frameMax applies to the following frames', () => {
+    const frames: number[] = [];
+    const p = new FrameParser({ onFrame: (_t, _c, _b, _o, len) => frames.push(len) }, FRAME_MAX);
+    p.push(raw(body(1, Buffer.alloc(5000))));
+    p.frameMax = 4096;
+    expect(() => p.push(raw(body(1, Buffer.alloc(5000))))).toThrow(FrameError);
+    expect(frames).toEqual([5000]);
+  });
+
+  it('random garbage, however split, only ever throws FrameError', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 400 }),
+        fc.array(fc.nat(400), { maxLength: 10 }),
+        fc.constantFrom(4096, FRAME_MAX),
+        (bytes, points, frameMax) => {
+          const b = Buffer.from(bytes);
+          const r = run(
+            splitAt(
+              b,
+              points.map((p) => p % (b.length + 1)),
+            ),
+            frameMax,
+          );
+          if (r.error !== null && !(r.error instanceof FrameError)) throw r.error;
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('frame-shaped garbage (small sizes, mostly good ends) only ever throws FrameError', () => {
+    const frameish = fc
+      .record({
+        type: fc.integer({ min: 0, max: 255 }),
+        channel: fc.integer({ min: 0, max: 65535 }),
+        payload: fc.uint8Array({ maxLength: 40 }),
+        end: fc.oneof({ weight: 8, arbitrary: fc.constant(0xce) }, fc.integer({ min: 0, max: 255 })),
+        sizeDelta: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, fc.integer({ min: -3, max: 3 })),
+      })
+      .map(({ type, channel, payload, end, sizeDelta }) => {
+        const b = raw({ type, channel, payload: Buffer.from(payload) }, end);
+        b.writeUInt32BE(Math.max(0, payload.length + sizeDelta), 3);
+        return b;
+      });
+    fc.assert(
+      fc.property(
+        fc.array(frameish, { maxLength: 12 }),
+        fc.array(fc.nat(600), { maxLength: 12 }),
+        (fs, points) => {
+          const b = Buffer.concat(fs);
+          const r = run(
+            splitAt(
+              b,
+              points.map((p) => p % (b.length + 1)),
+            ),
+            4096,
+          );
+          if (r.error !== null && !(r.error instanceof FrameError)) throw r.error;
+          // whatever was delivered, the same stream fed whole delivers the same
+          const whole = run([b], 4096);
+          expect(whole.frames).toEqual(r.frames);
+          expect(whole.error === null).toBe(r.error === null);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
