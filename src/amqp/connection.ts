@@ -163,7 +163,8 @@ export class Connection implements FrameSink {
         'bad protocol header; replying with ours and closing',
       );
       this.state = ConnState.Closed;
-      this.socket.end(PROTOCOL_HEADER);
+      this.socket.write(PROTOCOL_HEADER);
+      this.endSocket();
       this.header = null;
       return Buffer.alloc(0);
     }

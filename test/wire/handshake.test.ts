@@ -1,0 +1,509 @@
+/**
+ * The connection handshake over a raw socket: protocol header, connection.start, SASL (PLAIN and
+ * AMQPLAIN), tune/tune-ok negotiation, connection.open and heartbeats. Close codes, class/method
+ * ids and reply-text prefixes are those of RabbitMQ 3.10.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import * as M from '../../src/protocol/generated/methods.js';
+import { Method } from '../../src/protocol/generated/spec.js';
+import { withBroker } from '../helpers/broker.js';
+import { bytes, frame, PROTOCOL_HEADER, RawClient } from '../helpers/raw-client.js';
+
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+const REPLY_HEADER_HEX = '414d515000000901'; // 'AMQP' 0 0 9 1
+const PLAIN_GUEST = Buffer.from('\0guest\0guest');
+const CLIENT_CAPS = { authentication_failure_close: true, 'connection.blocked': true };
+
+/** A second client completes a handshake and opens a channel: the broker is still serving. */
+async function expectStillServing(port: number): Promise<void> {
+  const c = await RawClient.open(port);
+  try {
+    c.send((w) => M.encodeChannelOpen(w, 1, {}));
+    const ok = await c.expectMethod(Method.CHANNEL_OPEN_OK);
+    expect(ok.channel).toBe(1);
+  } finally {
+    c.close();
+  }
+}
+
+/** connection.close as exact frame bytes, built without the codec under test. */
+function closeFrameBytes(code: number, text: string, classId: number, methodId: number): Buffer {
+  const t = Buffer.from(text, 'utf8');
+  const p = Buffer.alloc(4 + 2 + 1 + t.length + 4);
+  p.writeUInt32BE(0x000a0032, 0);
+  p.writeUInt16BE(code, 4);
+  p[6] = t.length;
+  t.copy(p, 7);
+  p.writeUInt16BE(classId, 7 + t.length);
+  p.writeUInt16BE(methodId, 9 + t.length);
+  return frame(1, 0, p);
+}
+
+/** An AMQPLAIN response: a field table body WITHOUT its u32 length prefix, values as 'S' longstrs. */
+function amqplain(login: string, password: string): Buffer {
+  const parts: Buffer[] = [];
+  for (const [k, v] of [
+    ['LOGIN', login],
+    ['PASSWORD', password],
+  ] as const) {
+    const key = Buffer.from(k);
+    const val = Buffer.from(v);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(val.length);
+    parts.push(Buffer.from([key.length]), key, Buffer.from('S'), len, val);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Connects, sends the protocol header and waits for connection.start. */
+async function connectToStart(port: number): Promise<{ c: RawClient; start: M.ConnectionStart }> {
+  const c = await RawClient.connect(port);
+  c.write(PROTOCOL_HEADER);
+  const f = await c.expectMethod(Method.CONNECTION_START);
+  return { c, start: f.args as unknown as M.ConnectionStart };
+}
+
+function sendStartOk(
+  c: RawClient,
+  opts: { mechanism?: string; response?: Buffer; capabilities?: boolean } = {},
+): void {
+  c.send((w) =>
+    M.encodeConnectionStartOk(w, 0, {
+      clientProperties:
+        opts.capabilities === false ? { product: 'wire-test' } : { capabilities: CLIENT_CAPS },
+      mechanism: opts.mechanism ?? 'PLAIN',
+      response: opts.response ?? PLAIN_GUEST,
+      locale: 'en_US',
+    }),
+  );
+}
+
+/** Connects and logs in as guest; returns at connection.tune. */
+async function connectToTune(port: number): Promise<{ c: RawClient; tune: M.ConnectionTune }> {
+  const { c } = await connectToStart(port);
+  sendStartOk(c);
+  const f = await c.expectMethod(Method.CONNECTION_TUNE);
+  return { c, tune: f.args as unknown as M.ConnectionTune };
+}
+
+/** Asserts the broker's connection.close, answers close-ok and waits for the socket to close. */
+async function expectHardClose(
+  c: RawClient,
+  code: number,
+  textPrefix: string,
+  classId: number,
+  methodId: number,
+): Promise<M.ConnectionClose> {
+  const close = await c.expectConnectionClose();
+  expect(close.replyCode).toBe(code);
+  expect(close.replyText.slice(0, textPrefix.length)).toBe(textPrefix);
+  expect(close.classId).toBe(classId);
+  expect(close.methodId).toBe(methodId);
+  await c.expectClosed();
+  return close;
+}
+
+describe('protocol header', () => {
+  it.each([
+    ['an HTTP request line', Buffer.from('HTTP/1.1 200 OK\r\n\r\n', 'latin1')],
+    ['an AMQP 0-8 header', Buffer.from('AMQP\x01\x01\x08\x00', 'latin1')],
+    ['an AMQP 0-9-0 header', Buffer.from('AMQP\x00\x00\x09\x00', 'latin1')],
+    ['an AMQP 1.0 header', Buffer.from('AMQP\x00\x01\x00\x00', 'latin1')],
+  ])('%s is answered with exactly the 0-9-1 header and the socket is closed', async (_what, header) => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.connect(broker.port);
+      try {
+        c.rawOnly();
+        c.write(header);
+        await c.expectClosed();
+        expect(c.raw.toString('hex')).toBe(REPLY_HEADER_HEX);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('a correct header written one byte at a time is accepted', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.connect(broker.port);
+      try {
+        c.socket.setNoDelay(true);
+        for (const b of PROTOCOL_HEADER) {
+          c.write(Buffer.from([b]));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        const start = await c.expectMethod(Method.CONNECTION_START);
+        expect(start.channel).toBe(0);
+        sendStartOk(c);
+        await c.expectMethod(Method.CONNECTION_TUNE);
+        c.send((w) => {
+          M.encodeConnectionTuneOk(w, 0, { channelMax: 0, frameMax: 0, heartbeat: 0 });
+          M.encodeConnectionOpen(w, 0, { virtualHost: '/' });
+        });
+        await c.expectMethod(Method.CONNECTION_OPEN_OK);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  it('a whole handshake pipelined in one write is served in order', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.connect(broker.port);
+      try {
+        c.write(
+          Buffer.concat([
+            PROTOCOL_HEADER,
+            bytes((w) => {
+              M.encodeConnectionStartOk(w, 0, {
+                clientProperties: { capabilities: CLIENT_CAPS },
+                mechanism: 'PLAIN',
+                response: PLAIN_GUEST,
+                locale: 'en_US',
+              });
+              M.encodeConnectionTuneOk(w, 0, { channelMax: 2047, frameMax: 131072, heartbeat: 0 });
+              M.encodeConnectionOpen(w, 0, { virtualHost: '/' });
+              M.encodeChannelOpen(w, 1, {});
+            }),
+          ]),
+        );
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        expect(c.frames.map((f) => `${f.channel}:${f.name}`)).toEqual([
+          '0:connection.start',
+          '0:connection.tune',
+          '0:connection.open-ok',
+          '1:channel.open-ok',
+        ]);
+      } finally {
+        c.close();
+      }
+    });
+  });
+});
+
+describe('connection.start', () => {
+  it('offers version 0-9, PLAIN and AMQPLAIN, locale en_US and the server properties', async () => {
+    await withBroker(async (broker) => {
+      const { c, start } = await connectToStart(broker.port);
+      try {
+        const f = c.frames[0]!;
+        expect(f.type).toBe(1);
+        expect(f.channel).toBe(0);
+        expect(f.methodId).toBe(Method.CONNECTION_START);
+        expect(start.versionMajor).toBe(0);
+        expect(start.versionMinor).toBe(9);
+        expect(start.mechanisms.toString('utf8')).toBe('PLAIN AMQPLAIN');
+        expect(start.locales.toString('utf8')).toBe('en_US');
+        const p = start.serverProperties;
+        expect(p['product']).toBe('Warren');
+        expect(p['version']).toBe(PACKAGE_VERSION);
+        expect(typeof p['platform']).toBe('string');
+        expect(p['platform']).not.toBe('');
+        expect(typeof p['information']).toBe('string');
+        expect(p['information']).not.toBe('');
+        expect(p['capabilities']).toEqual({ authentication_failure_close: true, 'connection.blocked': true });
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  it('offers channel-max 2047, frame-max 131072 and heartbeat 60 in connection.tune', async () => {
+    await withBroker(async (broker) => {
+      const { c, tune } = await connectToTune(broker.port);
+      try {
+        expect(tune).toEqual({ channelMax: 2047, frameMax: 131072, heartbeat: 60 });
+      } finally {
+        c.close();
+      }
+    });
+  });
+});
+
+describe('authentication', () => {
+  const REFUSED_PLAIN = 'ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN';
+
+  it.each([
+    ['a wrong password', Buffer.from('\0guest\0wrong')],
+    ['an unknown user', Buffer.from('\0nobody\0guest')],
+  ])(
+    '%s is refused with 403 ACCESS_REFUSED when the client has authentication_failure_close',
+    async (_what, response) => {
+      await withBroker(async (broker) => {
+        const { c } = await connectToStart(broker.port);
+        try {
+          sendStartOk(c, { response });
+          await expectHardClose(c, 403, REFUSED_PLAIN, 10, 11);
+          expect(c.frames.some((f) => f.methodId === Method.CONNECTION_TUNE)).toBe(false);
+        } finally {
+          c.close();
+        }
+        await expectStillServing(broker.port);
+      });
+    },
+  );
+
+  it('a wrong password closes the socket without a close frame when the client lacks the capability', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToStart(broker.port);
+      try {
+        sendStartOk(c, { response: Buffer.from('\0guest\0wrong'), capabilities: false });
+        await c.expectClosed();
+        expect(c.frames.map((f) => f.name)).toEqual(['connection.start']);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('an unknown mechanism is refused with 503 COMMAND_INVALID', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToStart(broker.port);
+      try {
+        sendStartOk(c, { mechanism: 'EXTERNAL', response: Buffer.alloc(0) });
+        await expectHardClose(c, 503, 'COMMAND_INVALID - unknown authentication mechanism', 10, 11);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it.each([
+    ['a PLAIN response without NUL separators', 'PLAIN', Buffer.from('guestguest')],
+    ['an AMQPLAIN response that is not a field table', 'AMQPLAIN', Buffer.from([5, 0x4c])],
+    ['an AMQPLAIN response without PASSWORD', 'AMQPLAIN', amqplain('guest', 'guest').subarray(0, 16)],
+  ])('%s is refused with 403 ACCESS_REFUSED', async (_what, mechanism, response) => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToStart(broker.port);
+      try {
+        sendStartOk(c, { mechanism, response });
+        await expectHardClose(c, 403, 'ACCESS_REFUSED - ', 10, 11);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('AMQPLAIN with LOGIN and PASSWORD as long strings logs in and opens the vhost', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToStart(broker.port);
+      try {
+        sendStartOk(c, { mechanism: 'AMQPLAIN', response: amqplain('guest', 'guest') });
+        await c.expectMethod(Method.CONNECTION_TUNE);
+        c.send((w) => {
+          M.encodeConnectionTuneOk(w, 0, { channelMax: 2047, frameMax: 131072, heartbeat: 0 });
+          M.encodeConnectionOpen(w, 0, { virtualHost: '/' });
+        });
+        await c.expectMethod(Method.CONNECTION_OPEN_OK);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  it('AMQPLAIN with a wrong password is refused with 403 naming AMQPLAIN', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToStart(broker.port);
+      try {
+        sendStartOk(c, { mechanism: 'AMQPLAIN', response: amqplain('guest', 'wrong') });
+        await expectHardClose(
+          c,
+          403,
+          'ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN',
+          10,
+          11,
+        );
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+});
+
+describe('tune-ok negotiation', () => {
+  it.each([
+    [
+      'frame-max below 4096',
+      { channelMax: 2047, frameMax: 4095, heartbeat: 0 },
+      'NOT_ALLOWED - negotiated frame_max = 4095 is lower than the minimum allowed value (4096)',
+    ],
+    [
+      'frame-max above the offered 131072',
+      { channelMax: 2047, frameMax: 131073, heartbeat: 0 },
+      'NOT_ALLOWED - negotiated frame_max = 131073 is higher than the maximum allowed value (131072)',
+    ],
+    [
+      'channel-max above the offered 2047',
+      { channelMax: 2048, frameMax: 131072, heartbeat: 0 },
+      'NOT_ALLOWED - negotiated channel_max = 2048 is higher than the maximum allowed value (2047)',
+    ],
+  ])('%s is refused with 530 NOT_ALLOWED on tune-ok', async (_what, tuneOk, text) => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToTune(broker.port);
+      try {
+        c.send((w) => M.encodeConnectionTuneOk(w, 0, tuneOk));
+        const close = await expectHardClose(c, 530, 'NOT_ALLOWED - negotiated ', 10, 31);
+        expect(close.replyText).toBe(text);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('zero frame-max and channel-max mean the server maxima', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToTune(broker.port);
+      try {
+        c.send((w) => {
+          M.encodeConnectionTuneOk(w, 0, { channelMax: 0, frameMax: 0, heartbeat: 0 });
+          M.encodeConnectionOpen(w, 0, { virtualHost: '/' });
+        });
+        await c.expectMethod(Method.CONNECTION_OPEN_OK);
+        // a frame of exactly 131072 bytes is within the limit
+        const big = bytes((w) =>
+          M.encodeConnectionUpdateSecret(w, 0, { newSecret: Buffer.alloc(131072 - 17, 0x61), reason: '' }),
+        );
+        expect(big.length).toBe(131072);
+        c.write(big);
+        await c.expectMethod(Method.CONNECTION_UPDATE_SECRET_OK);
+        // channel 2047 is the highest allowed, 2048 is refused
+        c.send((w) => M.encodeChannelOpen(w, 2047, {}));
+        expect((await c.expectMethod(Method.CHANNEL_OPEN_OK)).channel).toBe(2047);
+        c.send((w) => M.encodeChannelOpen(w, 2048, {}));
+        await expectHardClose(c, 530, 'NOT_ALLOWED - ', 20, 10);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+});
+
+describe('connection.open', () => {
+  it('an unknown vhost is refused with 530 naming the vhost', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToTune(broker.port);
+      try {
+        c.send((w) => {
+          M.encodeConnectionTuneOk(w, 0, { channelMax: 2047, frameMax: 131072, heartbeat: 0 });
+          M.encodeConnectionOpen(w, 0, { virtualHost: 'nope' });
+        });
+        const close = await expectHardClose(c, 530, 'NOT_ALLOWED - vhost nope not found', 10, 40);
+        expect(close.replyText).toBe('NOT_ALLOWED - vhost nope not found');
+        const expected = closeFrameBytes(530, 'NOT_ALLOWED - vhost nope not found', 10, 40);
+        expect(c.raw.subarray(c.raw.length - expected.length).toString('hex')).toBe(expected.toString('hex'));
+        expect(c.frames.some((f) => f.methodId === Method.CONNECTION_OPEN_OK)).toBe(false);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('connection.open before tune-ok is a 504 unexpected method in state tuning', async () => {
+    await withBroker(async (broker) => {
+      const { c } = await connectToTune(broker.port);
+      try {
+        c.send((w) => M.encodeConnectionOpen(w, 0, { virtualHost: '/' }));
+        await expectHardClose(c, 504, 'CHANNEL_ERROR - unexpected method in connection state tuning', 10, 40);
+        expect(c.frames.some((f) => f.methodId === Method.CONNECTION_OPEN_OK)).toBe(false);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it.each([
+    ['ASCII', 'v'.repeat(255)],
+    ['two-byte UTF-8', '\u00e9'.repeat(127)],
+  ])(
+    'a reply text that would exceed 255 bytes is cut to fit a short string (%s vhost name)',
+    async (_what, vhost) => {
+      await withBroker(async (broker) => {
+        const { c } = await connectToTune(broker.port);
+        try {
+          c.send((w) => {
+            M.encodeConnectionTuneOk(w, 0, { channelMax: 2047, frameMax: 131072, heartbeat: 0 });
+            M.encodeConnectionOpen(w, 0, { virtualHost: vhost });
+          });
+          const close = await expectHardClose(c, 530, `NOT_ALLOWED - vhost ${vhost.slice(0, 20)}`, 10, 40);
+          const len = Buffer.byteLength(close.replyText);
+          expect(len).toBeLessThanOrEqual(255);
+          // cut near the limit, not needlessly short
+          expect(len).toBeGreaterThanOrEqual(240);
+          // no character was split
+          expect(close.replyText).not.toContain('\ufffd');
+          // a plain cut of the full text (an ellipsis in place of the tail is accepted too)
+          const kept = close.replyText.endsWith('...') ? close.replyText.slice(0, -3) : close.replyText;
+          expect(`NOT_ALLOWED - vhost ${vhost} not found`.startsWith(kept)).toBe(true);
+        } finally {
+          c.close();
+        }
+        await expectStillServing(broker.port);
+      });
+    },
+  );
+
+  it('a client connection.close is answered with close-ok and the broker closes the socket', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        c.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        c.send((w) =>
+          M.encodeConnectionClose(w, 0, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 }),
+        );
+        const ok = await c.expectMethod(Method.CONNECTION_CLOSE_OK);
+        expect(ok.channel).toBe(0);
+        expect(ok.payload.toString('hex')).toBe('000a0033');
+        await c.expectClosed();
+      } finally {
+        c.close();
+      }
+    });
+  });
+});
+
+describe('heartbeats', () => {
+  it('a client that negotiates a 1 s heartbeat receives heartbeat frames on channel 0', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port, { heartbeat: 1 });
+      try {
+        await c.until(() => c.frames.some((f) => f.type === 8), 'a heartbeat frame', 5_000);
+        const hb = c.frames.find((f) => f.type === 8)!;
+        expect(hb.channel).toBe(0);
+        expect(hb.payload.length).toBe(0);
+        expect(c.raw.includes(Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]))).toBe(true);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  it('heartbeat frames from the client on channel 0 are accepted without a reply', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        const before = c.frames.length;
+        c.write(frame(8, 0, Buffer.alloc(0)));
+        c.write(frame(8, 0, Buffer.alloc(0)));
+        c.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        expect(c.frames.slice(before).map((f) => `${f.channel}:${f.name}`)).toEqual(['1:channel.open-ok']);
+      } finally {
+        c.close();
+      }
+    });
+  });
+});
