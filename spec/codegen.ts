@@ -476,6 +476,29 @@ function genProperties(spec: Spec): string {
   out.push('  }');
   out.push('  return o;');
   out.push('}\n');
+  out.push('/** Offset just after the last present property of the list at `o` (for validation). */');
+  out.push('export function propertyListEnd(b: Buffer, o: number): number {');
+  out.push('  const flags = b.readUInt16BE(o);');
+  out.push('  o += 2;');
+  out.push('  let more = flags & 1;');
+  out.push('  while (more) {');
+  out.push('    more = b.readUInt16BE(o) & 1;');
+  out.push('    o += 2;');
+  out.push('  }');
+  props.forEach((pr, i) => {
+    const t = typeOf(spec, pr.domain);
+    const adv =
+      t === 'shortstr'
+        ? '1 + b[o]!'
+        : t === 'octet'
+          ? '1'
+          : t === 'timestamp'
+            ? '8'
+            : '4 + b.readUInt32BE(o)';
+    out.push(`  if (flags & 0x${(1 << (15 - i)).toString(16)}) o += ${adv};`);
+  });
+  out.push('  return o;');
+  out.push('}\n');
   out.push('/** Property indexes for propertyOffset(). */');
   out.push('export const PropertyIndex = {');
   props.forEach((p, i) => {

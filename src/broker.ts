@@ -11,10 +11,11 @@ import { open, type RootDatabase } from 'lmdb';
 import { Connection, type ConnectionContext } from './amqp/connection.js';
 import { type Config, DEFAULTS } from './config.js';
 import { UserStore } from './core/users.js';
-import { VHostRegistry } from './core/vhost.js';
+import { VHost, VHostRegistry } from './core/vhost.js';
 import { createLogger, type Logger } from './log.js';
 import type { FieldTable } from './protocol/field-table.js';
 import { ReplyCode } from './protocol/generated/spec.js';
+import { MemoryStore, type Store } from './storage/store.js';
 import { VERSION } from './version.js';
 
 export interface BrokerOptions extends Partial<Config> {
@@ -27,8 +28,15 @@ export class StartupError extends Error {}
 
 /** Capabilities this build really implements (advertised in connection.start). */
 export const CAPABILITIES: FieldTable = {
-  authentication_failure_close: true,
+  publisher_confirms: true,
+  exchange_exchange_bindings: true,
+  'basic.nack': true,
+  consumer_cancel_notify: true,
   'connection.blocked': true,
+  consumer_priorities: true,
+  authentication_failure_close: true,
+  per_consumer_qos: true,
+  direct_reply_to: true,
 };
 
 export class Broker implements ConnectionContext {
@@ -36,6 +44,7 @@ export class Broker implements ConnectionContext {
   readonly log: Logger;
   readonly users: UserStore;
   readonly vhosts = new VHostRegistry();
+  readonly store: Store = new MemoryStore();
   readonly serverProperties: FieldTable;
   readonly connections = new Set<Connection>();
   private server: Server | null = null;
@@ -64,7 +73,7 @@ export class Broker implements ConnectionContext {
     try {
       broker.openDataDir();
       broker.users.add(config.defaultUser, config.defaultPass, ['administrator'], ['/']);
-      broker.vhosts.add('/');
+      broker.vhosts.add(new VHost('/', broker.store));
       await broker.listen();
     } catch (e) {
       await broker.closeStore();

@@ -4,5 +4,6 @@ import { type Logger, pino } from 'pino';
 export type { Logger };
 
 export function createLogger(level: string): Logger {
-  return pino({ level, base: { name: 'warren' } });
+  // synchronous writes: log lines are rare (never per message) and must not be lost on exit
+  return pino({ level, base: { name: 'warren' } }, pino.destination({ sync: true }));
 }

@@ -19,7 +19,16 @@ async function main(): Promise<void> {
     process.stdout.write(`warren ${VERSION}\n`);
     return;
   }
-  let broker: Broker;
+  // handlers go in before the broker starts, so a signal during startup still stops it cleanly
+  let broker: Broker | null = null;
+  let signalled: string | null = null;
+  const shutdown = (signal: string) => {
+    if (signalled) return;
+    signalled = signal;
+    if (broker) stop(broker, signal);
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
   try {
     broker = await Broker.start(loaded.config);
   } catch (e) {
@@ -28,21 +37,18 @@ async function main(): Promise<void> {
     process.stderr.write(`warren: ${msg}\n`);
     process.exit(1);
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    broker.log.info({ signal }, 'shutting down');
-    broker.stop().then(
-      () => process.exit(0),
-      (e: unknown) => {
-        broker.log.error({ err: e }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  if (signalled) stop(broker, signalled);
+}
+
+function stop(broker: Broker, signal: string): void {
+  broker.log.info({ signal }, 'shutting down');
+  broker.stop().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      broker.log.error({ err: e }, 'error while stopping');
+      process.exit(1);
+    },
+  );
 }
 
 await main();

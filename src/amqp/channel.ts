@@ -1,19 +1,38 @@
 /**
  * Per-channel state and dispatch: an integer switch on the method id to the handlers of each
- * class, content reassembly, and the closing handshake (after we send channel.close, frames are
- * discarded until close-ok).
+ * class, content reassembly, deliveries and their acknowledgements, publisher confirms and
+ * transactions, and the closing handshake (after we send channel.close, frames are discarded
+ * until close-ok).
  */
-import { type AmqpError, commandInvalid, notImplemented, unexpectedFrame } from '../errors.js';
+import type { Message } from '../core/message.js';
+import type { Queue, QueueEntry } from '../core/queue.js';
+import type { ConfirmTarget, VHost } from '../core/vhost.js';
 import {
-  type ChannelClose,
-  type ChannelFlow,
+  type AmqpError,
+  commandInvalid,
+  notImplemented,
+  preconditionFailed,
+  unexpectedFrame,
+} from '../errors.js';
+import type * as A from '../protocol/generated/methods.js';
+import {
+  encodeBasicAck,
+  encodeBasicCancel,
+  encodeBasicDeliver,
+  encodeBasicNack,
   encodeChannelClose,
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import type { Connection } from './connection.js';
+import type { Consumer } from './consumer.js';
+import { writeContent } from './content-writer.js';
+import * as basic from './handlers/basic.js';
 import { channelClose, channelCloseOk, channelFlow, channelOpenAgain } from './handlers/channel.js';
+import * as exchange from './handlers/exchange.js';
+import * as queue from './handlers/queue.js';
+import * as tx from './handlers/tx.js';
 
 export const ChannelState = {
   Open: 0,
@@ -23,17 +42,69 @@ export const ChannelState = {
 } as const;
 export type ChannelState = (typeof ChannelState)[keyof typeof ChannelState];
 
-export class Channel {
+/** A delivery waiting for basic.ack / nack / reject. */
+export class Unacked {
+  constructor(
+    readonly tag: number,
+    readonly queue: Queue,
+    readonly entry: QueueEntry,
+    readonly consumer: Consumer | null,
+  ) {}
+}
+
+/** A basic.publish held until tx.commit. */
+export interface PendingPublish {
+  args: A.BasicPublish;
+  msg: Message;
+}
+
+/** An acknowledgement held until tx.commit. */
+export interface PendingSettle {
+  kind: 'ack' | 'nack';
+  tag: number;
+  multiple: boolean;
+  requeue: boolean;
+}
+
+export class Channel implements ConfirmTarget {
   readonly conn: Connection;
   readonly number: number;
+  readonly vhost: VHost;
   state: ChannelState = ChannelState.Open;
   /** channel.flow: false while the client asked us to stop sending content. */
   flowActive = true;
   readonly assembler = new CommandAssembler();
 
-  constructor(conn: Connection, number: number) {
+  // consuming
+  readonly consumers = new Map<string, Consumer>();
+  /** basic.qos global=false: the prefetch given to consumers created from now on */
+  consumerPrefetch = 0;
+  /** basic.qos global=true: limit shared by all consumers of the channel; 0 = none */
+  globalPrefetch = 0;
+  unackedCount = 0;
+  readonly unacked = new Map<number, Unacked>();
+  private nextDeliveryTag = 1;
+
+  // publisher confirms
+  confirmMode = false;
+  publishSeq = 0;
+  batchConfirmSeq = 0;
+  private confirmedSeq = 0;
+
+  // transactions
+  txMode = false;
+  txPublishes: PendingPublish[] = [];
+  txSettles: PendingSettle[] = [];
+
+  /** the last queue declared on this channel (an empty queue name refers to it) */
+  lastQueue = '';
+  /** direct reply-to: the pseudo-queue consumed on amq.rabbitmq.reply-to, if any */
+  replyQueue: Queue | null = null;
+
+  constructor(conn: Connection, number: number, vhost: VHost) {
     this.conn = conn;
     this.number = number;
+    this.vhost = vhost;
   }
 
   onFrame(type: number, buf: Buffer, off: number, len: number, id: number): void {
@@ -77,26 +148,92 @@ export class Channel {
     }
   }
 
-  /** A method without content. */
-  private method(id: number, args: MethodArgs): void {
+  /** A method without content: the integer switch to its handler. */
+  private method(id: number, a: MethodArgs): void {
     switch (id) {
+      case Method.BASIC_ACK:
+        basic.basicAck(this, a as A.BasicAck);
+        return;
+      case Method.BASIC_NACK:
+        basic.basicNack(this, a as A.BasicNack);
+        return;
+      case Method.BASIC_REJECT:
+        basic.basicReject(this, a as A.BasicReject);
+        return;
+      case Method.BASIC_QOS:
+        basic.basicQos(this, a as A.BasicQos);
+        return;
+      case Method.BASIC_CONSUME:
+        basic.basicConsume(this, a as A.BasicConsume);
+        return;
+      case Method.BASIC_CANCEL:
+        basic.basicCancel(this, a as A.BasicCancel);
+        return;
+      case Method.BASIC_GET:
+        basic.basicGet(this, a as A.BasicGet);
+        return;
+      case Method.BASIC_RECOVER:
+        basic.basicRecover(this, (a as A.BasicRecover).requeue, true);
+        return;
+      case Method.BASIC_RECOVER_ASYNC:
+        basic.basicRecover(this, (a as A.BasicRecoverAsync).requeue, false);
+        return;
+      case Method.QUEUE_DECLARE:
+        queue.queueDeclare(this, a as A.QueueDeclare);
+        return;
+      case Method.QUEUE_BIND:
+        queue.queueBind(this, a as A.QueueBind);
+        return;
+      case Method.QUEUE_UNBIND:
+        queue.queueUnbind(this, a as A.QueueUnbind);
+        return;
+      case Method.QUEUE_PURGE:
+        queue.queuePurge(this, a as A.QueuePurge);
+        return;
+      case Method.QUEUE_DELETE:
+        queue.queueDelete(this, a as A.QueueDelete);
+        return;
+      case Method.EXCHANGE_DECLARE:
+        exchange.exchangeDeclare(this, a as A.ExchangeDeclare);
+        return;
+      case Method.EXCHANGE_DELETE:
+        exchange.exchangeDelete(this, a as A.ExchangeDelete);
+        return;
+      case Method.EXCHANGE_BIND:
+        exchange.exchangeBind(this, a as A.ExchangeBind);
+        return;
+      case Method.EXCHANGE_UNBIND:
+        exchange.exchangeUnbind(this, a as A.ExchangeUnbind);
+        return;
+      case Method.CONFIRM_SELECT:
+        tx.confirmSelect(this, a as A.ConfirmSelect);
+        return;
+      case Method.TX_SELECT:
+        tx.txSelect(this);
+        return;
+      case Method.TX_COMMIT:
+        tx.txCommit(this);
+        return;
+      case Method.TX_ROLLBACK:
+        tx.txRollback(this);
+        return;
       case Method.CHANNEL_OPEN:
         channelOpenAgain(this);
         return;
       case Method.CHANNEL_CLOSE:
-        channelClose(this, args as ChannelClose);
+        channelClose(this, a as A.ChannelClose);
         return;
       case Method.CHANNEL_CLOSE_OK:
         channelCloseOk(this);
         return;
       case Method.CHANNEL_FLOW:
-        channelFlow(this, args as ChannelFlow);
+        channelFlow(this, a as A.ChannelFlow);
         return;
       case Method.CHANNEL_FLOW_OK:
         // the answer to a channel.flow we sent; we never send one, so there is nothing to do
         return;
       default:
-        throw notImplemented(`${methodName(id)} is not implemented yet`);
+        throw notImplemented(`${methodName(id)} is not implemented`);
     }
   }
 
@@ -104,9 +241,142 @@ export class Channel {
   private command(): void {
     const asm = this.assembler;
     const id = asm.methodId;
+    const args = asm.args as A.BasicPublish;
+    const props = asm.properties;
+    const body = asm.body;
     asm.reset();
-    throw notImplemented(`${methodName(id)} is not implemented yet`, id);
+    try {
+      basic.basicPublish(this, args, props, body);
+    } catch (e) {
+      const err = e as AmqpError;
+      if (err.classId === 0 && err.methodId === 0 && typeof err.code === 'number') {
+        err.classId = id >>> 16;
+        err.methodId = id & 0xffff;
+      }
+      throw e;
+    }
   }
+
+  // ---------------------------------------------------------------- deliveries
+
+  /** Writes basic.deliver + content for one entry and tracks it until it is settled. */
+  deliver(c: Consumer, q: Queue, entry: QueueEntry): void {
+    const tag = this.nextDeliveryTag++;
+    const redelivered = entry.deliveries > 0;
+    entry.deliveries++;
+    if (c.noAck) {
+      q.settle(entry);
+    } else {
+      this.unacked.set(tag, new Unacked(tag, q, entry, c));
+      c.unacked++;
+      this.unackedCount++;
+    }
+    const msg = entry.msg;
+    const out = this.conn.out;
+    encodeBasicDeliver(out, this.number, {
+      consumerTag: c.tag,
+      deliveryTag: tag,
+      redelivered,
+      exchange: msg.exchange,
+      routingKey: msg.routingKey,
+    });
+    writeContent(out, this.number, msg, this.conn.frameMax);
+    this.conn.markDirty();
+  }
+
+  /** Allocates a delivery tag for basic.get-ok and tracks the entry unless no-ack. */
+  trackGet(q: Queue, entry: QueueEntry, noAck: boolean): number {
+    const tag = this.nextDeliveryTag++;
+    entry.deliveries++;
+    if (noAck) q.settle(entry);
+    else {
+      this.unacked.set(tag, new Unacked(tag, q, entry, null));
+      this.unackedCount++;
+    }
+    return tag;
+  }
+
+  /**
+   * The unacked deliveries an ack/nack/reject refers to, in tag order. `multiple` with tag 0
+   * means all. An unknown tag is a channel error (406), as RabbitMQ replies.
+   */
+  select(tag: number, multiple: boolean): Unacked[] {
+    if (!multiple) {
+      const u = this.unacked.get(tag);
+      if (!u) throw preconditionFailed(`unknown delivery tag ${tag}`);
+      return [u];
+    }
+    const out: Unacked[] = [];
+    for (const u of this.unacked.values()) {
+      if (tag !== 0 && u.tag > tag) break;
+      out.push(u);
+    }
+    if (out.length === 0 && tag !== 0) throw preconditionFailed(`unknown delivery tag ${tag}`);
+    return out;
+  }
+
+  /** Settles deliveries: acked (or dropped) when `requeue` is false, else back to their queues. */
+  settle(list: Unacked[], requeue: boolean): void {
+    for (const u of list) {
+      if (!this.unacked.delete(u.tag)) continue;
+      this.unackedCount--;
+      const c = u.consumer;
+      if (c !== null) c.unacked--;
+      if (requeue) u.queue.requeue(u.entry);
+      else u.queue.settle(u.entry);
+      if (c?.active && this.globalPrefetch === 0) c.queue.wake();
+    }
+    if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake();
+  }
+
+  /** The queue of `c` was deleted: forget the consumer and tell the client if it listens. */
+  consumerCancelledByQueue(c: Consumer): void {
+    c.active = false;
+    if (this.consumers.get(c.tag) !== c) return;
+    this.consumers.delete(c.tag);
+    if (this.conn.capConsumerCancelNotify && this.state === ChannelState.Open) {
+      encodeBasicCancel(this.conn.out, this.number, { consumerTag: c.tag, noWait: true });
+      this.conn.markDirty();
+    }
+  }
+
+  /** Detaches a consumer from its queue (auto-delete may remove the queue). */
+  removeConsumer(c: Consumer): void {
+    c.active = false;
+    this.consumers.delete(c.tag);
+    if (c.queue.removeConsumer(c)) this.vhost.removeQueue(c.queue);
+    if (c.queue === this.replyQueue) this.dropReplyQueue();
+  }
+
+  dropReplyQueue(): void {
+    const q = this.replyQueue;
+    if (!q) return;
+    this.replyQueue = null;
+    this.vhost.defaultExchange.removeReplyQueue(q);
+    q.markDeleted();
+  }
+
+  // ---------------------------------------------------------------- confirms
+
+  confirmUpTo(seq: number): void {
+    if (this.state !== ChannelState.Open || seq <= this.confirmedSeq) return;
+    encodeBasicAck(this.conn.out, this.number, { deliveryTag: seq, multiple: seq > this.confirmedSeq + 1 });
+    this.confirmedSeq = seq;
+    this.conn.markDirty();
+  }
+
+  rejectUpTo(seq: number): void {
+    if (this.state !== ChannelState.Open || seq <= this.confirmedSeq) return;
+    encodeBasicNack(this.conn.out, this.number, {
+      deliveryTag: seq,
+      multiple: seq > this.confirmedSeq + 1,
+      requeue: false,
+    });
+    this.confirmedSeq = seq;
+    this.conn.markDirty();
+  }
+
+  // ---------------------------------------------------------------- closing
 
   /** Soft error: send channel.close and discard frames until close-ok. */
   closeWithError(e: AmqpError): void {
@@ -137,8 +407,16 @@ export class Channel {
     this.conn.channelClosed(this.number);
   }
 
-  /** Frees everything the channel holds (consumers, unacked messages, partial content). */
+  /**
+   * Frees everything the channel holds: consumers are cancelled first, then unacked messages go
+   * back to their queues in delivery order, marked redelivered.
+   */
   release(): void {
     this.assembler.reset();
+    for (const c of [...this.consumers.values()]) this.removeConsumer(c);
+    this.dropReplyQueue();
+    if (this.unacked.size > 0) this.settle([...this.unacked.values()], true);
+    this.txPublishes = [];
+    this.txSettles = [];
   }
 }

@@ -41,6 +41,8 @@ const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
 /** After sending connection.close, wait this long for close-ok before dropping the socket. */
 const CLOSE_OK_TIMEOUT = 3_000;
+/** Deliveries pause while this many bytes wait in the output buffer. */
+const OUT_BUFFER_LIMIT = 256 * 1024;
 
 /** What a connection needs from the broker. */
 export interface ConnectionContext {
@@ -92,6 +94,7 @@ export class Connection implements FrameSink {
   /** Client capabilities from start-ok. */
   capAuthFailureClose = false;
   capBlocked = false;
+  capConsumerCancelNotify = false;
   /** connection.blocked currently in force (sent to the client). */
   blocked = false;
 
@@ -100,10 +103,13 @@ export class Connection implements FrameSink {
   private queuedForFlush = false;
   /** The socket accepted everything written so far (false until 'drain'). */
   writable = true;
+  /** a consumer was refused for backpressure; wake consumers when writes resume */
+  private stalled = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private receivedSinceTick = true;
   private sentSinceTick = false;
   private silentTicks = 0;
+  private quietTicks = 0;
   private handshakeTimer: NodeJS.Timeout | null;
   private closeTimer: NodeJS.Timeout | null = null;
   private closeReason = '';
@@ -120,6 +126,7 @@ export class Connection implements FrameSink {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       this.writable = true;
+      this.wakeConsumers();
     });
     socket.on('error', (err) => {
       this.log.debug({ err: err.message }, 'socket error');
@@ -247,7 +254,7 @@ export class Connection implements FrameSink {
       if (n > this.channelMax) {
         throw notAllowed(`channel number ${n} is above the negotiated channel_max (${this.channelMax})`);
       }
-      this.channels.set(n, new Channel(this, n));
+      this.channels.set(n, new Channel(this, n, this.vhost!));
       encodeChannelOpenOk(this.out, n, {});
       this.markDirty();
       return;
@@ -368,10 +375,14 @@ export class Connection implements FrameSink {
 
   // ---------------------------------------------------------------- heartbeats & flow
 
-  /** Starts heartbeats at the negotiated interval: send at half of it, drop after two silent ones. */
+  /**
+   * Heartbeats at the negotiated interval, checked every quarter of it: we send one after half
+   * an interval without writing anything (as RabbitMQ does; some clients give up after one
+   * silent interval), and drop the client after two intervals without a byte from it.
+   */
   startHeartbeats(): void {
     if (this.heartbeat === 0) return;
-    const tickMs = (this.heartbeat * 1000) / 2;
+    const tickMs = (this.heartbeat * 1000) / 4;
     this.heartbeatTimer = setInterval(() => this.heartbeatTick(), tickMs);
     this.heartbeatTimer.unref();
   }
@@ -380,16 +391,20 @@ export class Connection implements FrameSink {
     if (this.receivedSinceTick) {
       this.receivedSinceTick = false;
       this.silentTicks = 0;
-    } else if (++this.silentTicks >= 4) {
+    } else if (++this.silentTicks >= 8) {
       this.log.warn({ heartbeat: this.heartbeat }, 'missed heartbeats from client; closing the socket');
       this.destroy(`missed heartbeats from client, timeout: ${this.heartbeat}s`);
       return;
     }
-    if (!this.sentSinceTick) {
+    if (this.sentSinceTick) {
+      this.sentSinceTick = false;
+      this.quietTicks = 0;
+    } else if (++this.quietTicks >= 2) {
+      this.quietTicks = 0;
       this.out.bytes(HEARTBEAT_FRAME);
-      this.markDirty();
+      this.flush();
+      this.sentSinceTick = false;
     }
-    this.sentSinceTick = false;
   }
 
   private stopHeartbeats(): void {
@@ -429,6 +444,22 @@ export class Connection implements FrameSink {
       this.socket.uncork();
     }
     if (!ok) this.writable = false;
+    else if (this.stalled) this.wakeConsumers();
+  }
+
+  /**
+   * Backpressure: consumers on this connection take messages only while the socket accepts
+   * writes and the output buffer is under its bound.
+   */
+  canWrite(): boolean {
+    if (this.writable && this.out.length < OUT_BUFFER_LIMIT) return true;
+    this.stalled = true;
+    return false;
+  }
+
+  private wakeConsumers(): void {
+    this.stalled = false;
+    for (const ch of this.channels.values()) for (const c of ch.consumers.values()) c.queue.wake();
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -479,6 +510,7 @@ export class Connection implements FrameSink {
     if (this.closeTimer) clearTimeout(this.closeTimer);
     for (const ch of this.channels.values()) ch.release();
     this.channels.clear();
+    this.vhost?.connectionClosed(this.id);
     if (wasOpen) {
       this.log.info(
         {

@@ -65,6 +65,7 @@ function startOk(c: Connection, a: ConnectionStartOk): void {
     const t = caps as FieldTable;
     c.capAuthFailureClose = t['authentication_failure_close'] === true;
     c.capBlocked = t['connection.blocked'] === true;
+    c.capConsumerCancelNotify = t['consumer_cancel_notify'] === true;
   }
   const creds = parseCredentials(a.mechanism, a.response);
   const result = c.ctx.users.authenticate(creds.user, creds.pass, isLoopback(c.socket.remoteAddress));

@@ -1,24 +1,359 @@
 /**
- * A virtual host: an isolated namespace of exchanges, queues and bindings. Routing and queues
- * arrive with the routing issue; for now a vhost is a name that connections open.
+ * A virtual host: exchanges, queues and the bindings between them, with the checks and reply
+ * texts RabbitMQ gives for each refusal. Routing walks exchange-to-exchange bindings and
+ * alternate exchanges, deduplicating destinations with a route epoch instead of a Set.
  */
+import { randomBytes } from 'node:crypto';
+import { accessRefused, commandInvalid, notFound, preconditionFailed, resourceLocked } from '../errors.js';
+import type { FieldTable } from '../protocol/field-table.js';
+import type { Store } from '../storage/store.js';
+
+export type { ConfirmTarget } from '../storage/store.js';
+
+import { DefaultExchange } from './exchange/default.js';
+import { DirectExchange } from './exchange/direct.js';
+import {
+  argsKey,
+  Binding,
+  type Destination,
+  EXCHANGE_TYPES,
+  type Exchange,
+  type ExchangeType,
+} from './exchange/exchange.js';
+import { FanoutExchange } from './exchange/fanout.js';
+import { HeadersExchange } from './exchange/headers.js';
+import { validateXMatch } from './exchange/headers-match.js';
+import { TopicExchange } from './exchange/topic.js';
+import type { Message } from './message.js';
+import { Queue } from './queue.js';
+import { argsEquivalence, validateQueueArgs } from './queue-args.js';
+
+export interface QueueDeclare {
+  name: string;
+  passive: boolean;
+  durable: boolean;
+  exclusive: boolean;
+  autoDelete: boolean;
+  args: FieldTable;
+}
+
+const PREDECLARED: [string, ExchangeType][] = [
+  ['amq.direct', 'direct'],
+  ['amq.fanout', 'fanout'],
+  ['amq.topic', 'topic'],
+  ['amq.headers', 'headers'],
+  ['amq.match', 'headers'],
+];
+
 export class VHost {
-  constructor(readonly name: string) {}
+  readonly name: string;
+  readonly store: Store;
+  readonly exchanges = new Map<string, Exchange>();
+  readonly queues = new Map<string, Queue>();
+  readonly defaultExchange: DefaultExchange;
+  private epoch = 0;
+  private readonly routed: Queue[] = [];
+
+  constructor(name: string, store: Store) {
+    this.name = name;
+    this.store = store;
+    this.defaultExchange = new DefaultExchange(this.queues);
+    this.exchanges.set('', this.defaultExchange);
+    for (const [n, t] of PREDECLARED) this.exchanges.set(n, makeExchange(n, t, true, false, false, {}));
+  }
+
+  private q(name: string): string {
+    return `queue '${name}' in vhost '${this.name}'`;
+  }
+
+  private x(name: string): string {
+    return `exchange '${name}' in vhost '${this.name}'`;
+  }
+
+  // ------------------------------------------------------------------ exchanges
+
+  /** exchange.declare; returns the (new or existing) exchange. */
+  declareExchange(
+    name: string,
+    type: string,
+    passive: boolean,
+    durable: boolean,
+    autoDelete: boolean,
+    internal: boolean,
+    args: FieldTable,
+  ): Exchange {
+    if (name === '') throw accessRefused('operation not permitted on the default exchange');
+    const existing = this.exchanges.get(name);
+    if (passive) {
+      if (!existing) throw notFound(`no ${this.x(name)}`);
+      return existing;
+    }
+    if (name.startsWith('amq.'))
+      throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);
+    if (!(EXCHANGE_TYPES as readonly string[]).includes(type)) {
+      throw commandInvalid(`unknown exchange type '${type}'`);
+    }
+    if (existing) {
+      const diff = (arg: string, got: unknown, cur: unknown) => {
+        throw preconditionFailed(
+          `inequivalent arg '${arg}' for ${this.x(name)}: received '${String(got)}' but current is '${String(cur)}'`,
+        );
+      };
+      if (existing.type !== type) diff('type', type, existing.type);
+      if (existing.durable !== durable) diff('durable', durable, existing.durable);
+      if (existing.autoDelete !== autoDelete) diff('auto_delete', autoDelete, existing.autoDelete);
+      if (existing.internal !== internal) diff('internal', internal, existing.internal);
+      if (argsKey(existing.args) !== argsKey(args)) {
+        const ae = existing.alternateExchange;
+        const got = typeof args['alternate-exchange'] === 'string' ? args['alternate-exchange'] : undefined;
+        if (ae !== got) diff('alternate-exchange', got ?? 'none', ae ?? 'none');
+      }
+      return existing;
+    }
+    const ex = makeExchange(name, type as ExchangeType, durable, autoDelete, internal, args);
+    this.exchanges.set(name, ex);
+    return ex;
+  }
+
+  /** exchange.delete; deleting a missing exchange is not an error (as RabbitMQ 3.x). */
+  deleteExchange(name: string, ifUnused: boolean): void {
+    if (name === '') throw accessRefused('operation not permitted on the default exchange');
+    if (name.startsWith('amq.'))
+      throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);
+    const ex = this.exchanges.get(name);
+    if (!ex) return;
+    if (ifUnused && ex.bindings.size > 0) throw preconditionFailed(`${this.x(name)} in use`);
+    this.removeExchange(ex);
+  }
+
+  private removeExchange(ex: Exchange): void {
+    this.exchanges.delete(ex.name);
+    for (const b of [...ex.bindings.values()]) this.dropBinding(b, false);
+    for (const b of [...ex.inbound]) this.dropBinding(b, true);
+  }
+
+  getExchange(name: string): Exchange {
+    const ex = this.exchanges.get(name);
+    if (!ex) throw notFound(`no ${this.x(name)}`);
+    return ex;
+  }
+
+  // ------------------------------------------------------------------ queues
+
+  /** queue.declare; `owner` is the declaring connection's id. */
+  declareQueue(d: QueueDeclare, owner: number): Queue {
+    let name = d.name;
+    if (name === '') {
+      if (d.passive) throw notFound(`no ${this.q(name)}`);
+      name = `amq.gen-${randomBytes(16).toString('base64url').slice(0, 22)}`;
+    }
+    const existing = this.queues.get(name);
+    if (d.passive) {
+      if (!existing) throw notFound(`no ${this.q(name)}`);
+      this.checkExclusive(existing, owner);
+      return existing;
+    }
+    if (existing) {
+      this.checkExclusive(existing, owner);
+      const diff = (arg: string, got: boolean, cur: boolean) => {
+        throw preconditionFailed(
+          `inequivalent arg '${arg}' for ${this.q(name)}: received '${got}' but current is '${cur}'`,
+        );
+      };
+      if (existing.durable !== d.durable) diff('durable', d.durable, existing.durable);
+      if (existing.autoDelete !== d.autoDelete) diff('auto_delete', d.autoDelete, existing.autoDelete);
+      if (existing.exclusive !== d.exclusive) diff('exclusive', d.exclusive, existing.exclusive);
+      const argDiff = argsEquivalence(existing.args, d.args);
+      if (argDiff) throw preconditionFailed(`inequivalent arg ${argDiff.replace('%Q', this.q(name))}`);
+      return existing;
+    }
+    if (name.startsWith('amq.') && d.name !== '') {
+      throw accessRefused(`queue name '${name}' contains reserved prefix 'amq.*'`);
+    }
+    const invalid = validateQueueArgs(d, this.q(name));
+    if (invalid) throw preconditionFailed(invalid);
+    const q = new Queue(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
+    this.queues.set(name, q);
+    return q;
+  }
+
+  /** The queue, checked for existence and exclusive ownership. */
+  getQueue(name: string, owner: number): Queue {
+    const q = this.queues.get(name);
+    if (!q) throw notFound(`no ${this.q(name)}`);
+    this.checkExclusive(q, owner);
+    return q;
+  }
+
+  private checkExclusive(q: Queue, owner: number): void {
+    if (q.owner !== 0 && q.owner !== owner) {
+      throw resourceLocked(
+        `cannot obtain exclusive access to locked ${this.q(q.name)}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`,
+      );
+    }
+  }
+
+  /** queue.delete; returns the number of ready messages deleted. Missing queue: 0. */
+  deleteQueue(name: string, ifUnused: boolean, ifEmpty: boolean, owner: number): number {
+    const q = this.queues.get(name);
+    if (!q) return 0;
+    this.checkExclusive(q, owner);
+    if (ifUnused && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
+    if (ifEmpty && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} is not empty`);
+    return this.removeQueue(q);
+  }
+
+  /** Removes a queue and its bindings, cancelling its consumers. */
+  removeQueue(q: Queue): number {
+    if (this.queues.get(q.name) !== q) return 0;
+    this.queues.delete(q.name);
+    for (const b of [...q.inbound]) this.dropBinding(b, true);
+    return q.markDeleted();
+  }
+
+  purgeQueue(name: string, owner: number): number {
+    return this.getQueue(name, owner).purge();
+  }
+
+  /** Exclusive queues die with their connection. */
+  connectionClosed(owner: number): void {
+    for (const q of [...this.queues.values()]) if (q.owner === owner) this.removeQueue(q);
+  }
+
+  // ------------------------------------------------------------------ bindings
+
+  bindQueue(queue: string, exchange: string, routingKey: string, args: FieldTable, owner: number): void {
+    const q = this.getQueue(queue, owner);
+    const ex = this.bindableSource(exchange);
+    this.addBinding(ex, q, routingKey, args);
+  }
+
+  unbindQueue(queue: string, exchange: string, routingKey: string, args: FieldTable, owner: number): void {
+    const q = this.getQueue(queue, owner);
+    const ex = this.bindableSource(exchange);
+    const b = ex.bindings.get(bindingKey(q, routingKey, args));
+    if (b) this.dropBinding(b, true);
+  }
+
+  bindExchange(destination: string, source: string, routingKey: string, args: FieldTable): void {
+    const dst = this.bindableDestination(destination);
+    const src = this.bindableSource(source);
+    this.addBinding(src, dst, routingKey, args);
+  }
+
+  unbindExchange(destination: string, source: string, routingKey: string, args: FieldTable): void {
+    const dst = this.bindableDestination(destination);
+    const src = this.bindableSource(source);
+    const b = src.bindings.get(bindingKey(dst, routingKey, args));
+    if (b) this.dropBinding(b, true);
+  }
+
+  private bindableSource(name: string): Exchange {
+    if (name === '') throw accessRefused('operation not permitted on the default exchange');
+    return this.getExchange(name);
+  }
+
+  private bindableDestination(name: string): Exchange {
+    if (name === '') throw accessRefused('operation not permitted on the default exchange');
+    return this.getExchange(name);
+  }
+
+  private addBinding(src: Exchange, dst: Destination, routingKey: string, args: FieldTable): void {
+    if (src.type === 'headers') {
+      const bad = validateXMatch(args);
+      if (bad) throw preconditionFailed(bad);
+    }
+    const key = bindingKey(dst, routingKey, args);
+    if (src.bindings.has(key)) return;
+    const b = new Binding(src, dst, routingKey, args, key);
+    src.bindings.set(key, b);
+    dst.inbound.add(b);
+    src.addBinding(b);
+  }
+
+  /** Removes a binding; an auto-delete source goes when its last binding does. */
+  private dropBinding(b: Binding, cascade: boolean): void {
+    const src = b.source;
+    if (!src.bindings.delete(b.key)) return;
+    b.destination.inbound.delete(b);
+    src.removeBinding(b);
+    if (cascade && src.autoDelete && src.bindings.size === 0 && this.exchanges.get(src.name) === src) {
+      this.removeExchange(src);
+    }
+  }
+
+  // ------------------------------------------------------------------ routing
+
+  /**
+   * The queues `msg` reaches from `ex`, each once; alternate exchanges are tried when nothing
+   * matched. The returned array is reused by the next call.
+   */
+  route(ex: Exchange, msg: Message): Queue[] {
+    const out = this.routed;
+    out.length = 0;
+    const epoch = ++this.epoch;
+    this.routeInto(ex, msg, out, epoch);
+    let from: Exchange | undefined = ex;
+    while (out.length === 0 && from !== undefined) {
+      const aeName: string | undefined = from.alternateExchange;
+      const ae: Exchange | undefined = aeName === undefined ? undefined : this.exchanges.get(aeName);
+      if (ae === undefined || ae.routeEpoch === epoch) break;
+      this.routeInto(ae, msg, out, epoch);
+      from = ae;
+    }
+    return out;
+  }
+
+  private routeInto(ex: Exchange, msg: Message, out: Queue[], epoch: number): void {
+    ex.routeEpoch = epoch;
+    const ds = ex.match(msg);
+    for (let i = 0; i < ds.length; i++) {
+      const d = ds[i]!;
+      if (d.routeEpoch === epoch) continue;
+      d.routeEpoch = epoch;
+      if (d.isQueue) out.push(d as Queue);
+      else this.routeInto(d as Exchange, msg, out, epoch);
+    }
+  }
+}
+
+function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {
+  return `${dst.isQueue ? 'q' : 'e'}:${dst.name}\u0000${routingKey}\u0000${argsKey(args)}`;
+}
+
+function makeExchange(
+  name: string,
+  type: ExchangeType,
+  durable: boolean,
+  autoDelete: boolean,
+  internal: boolean,
+  args: FieldTable,
+): Exchange {
+  switch (type) {
+    case 'direct':
+      return new DirectExchange(name, durable, autoDelete, internal, args);
+    case 'fanout':
+      return new FanoutExchange(name, durable, autoDelete, internal, args);
+    case 'topic':
+      return new TopicExchange(name, durable, autoDelete, internal, args);
+    case 'headers':
+      return new HeadersExchange(name, durable, autoDelete, internal, args);
+  }
 }
 
 export class VHostRegistry {
   private readonly vhosts = new Map<string, VHost>();
 
-  add(name: string): VHost {
-    let v = this.vhosts.get(name);
-    if (!v) {
-      v = new VHost(name);
-      this.vhosts.set(name, v);
-    }
+  add(v: VHost): VHost {
+    this.vhosts.set(v.name, v);
     return v;
   }
 
   get(name: string): VHost | undefined {
     return this.vhosts.get(name);
+  }
+
+  all(): IterableIterator<VHost> {
+    return this.vhosts.values();
   }
 }

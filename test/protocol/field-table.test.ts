@@ -453,7 +453,12 @@ describe("a '__proto__' key", () => {
     return Buffer.concat(w.take());
   };
   const protoBody = (): Buffer =>
-    Buffer.concat([Buffer.from([9]), Buffer.from('__proto__'), Buffer.from('F'), tableBytes({ 'x-max-length': 5 })]);
+    Buffer.concat([
+      Buffer.from([9]),
+      Buffer.from('__proto__'),
+      Buffer.from('F'),
+      tableBytes({ 'x-max-length': 5 }),
+    ]);
 
   it('is decoded as an own entry, not as the prototype of the table', () => {
     const body = protoBody();

@@ -206,7 +206,17 @@ describe('connection.start', () => {
         expect(p['platform']).not.toBe('');
         expect(typeof p['information']).toBe('string');
         expect(p['information']).not.toBe('');
-        expect(p['capabilities']).toEqual({ authentication_failure_close: true, 'connection.blocked': true });
+        expect(p['capabilities']).toEqual({
+          publisher_confirms: true,
+          exchange_exchange_bindings: true,
+          'basic.nack': true,
+          consumer_cancel_notify: true,
+          'connection.blocked': true,
+          consumer_priorities: true,
+          authentication_failure_close: true,
+          per_consumer_qos: true,
+          direct_reply_to: true,
+        });
       } finally {
         c.close();
       }

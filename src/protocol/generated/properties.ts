@@ -219,6 +219,32 @@ export function propertyOffset(b: Buffer, o: number, index: number): number {
   return o;
 }
 
+/** Offset just after the last present property of the list at `o` (for validation). */
+export function propertyListEnd(b: Buffer, o: number): number {
+  const flags = b.readUInt16BE(o);
+  o += 2;
+  let more = flags & 1;
+  while (more) {
+    more = b.readUInt16BE(o) & 1;
+    o += 2;
+  }
+  if (flags & 0x8000) o += 1 + b[o]!;
+  if (flags & 0x4000) o += 1 + b[o]!;
+  if (flags & 0x2000) o += 4 + b.readUInt32BE(o);
+  if (flags & 0x1000) o += 1;
+  if (flags & 0x800) o += 1;
+  if (flags & 0x400) o += 1 + b[o]!;
+  if (flags & 0x200) o += 1 + b[o]!;
+  if (flags & 0x100) o += 1 + b[o]!;
+  if (flags & 0x80) o += 1 + b[o]!;
+  if (flags & 0x40) o += 8;
+  if (flags & 0x20) o += 1 + b[o]!;
+  if (flags & 0x10) o += 1 + b[o]!;
+  if (flags & 0x8) o += 1 + b[o]!;
+  if (flags & 0x4) o += 1 + b[o]!;
+  return o;
+}
+
 /** Property indexes for propertyOffset(). */
 export const PropertyIndex = {
   CONTENT_TYPE: 0,

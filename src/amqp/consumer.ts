@@ -1,0 +1,54 @@
+/**
+ * A consumer: the link between a queue and a channel. The queue asks `canTake()` before each
+ * delivery (prefetch, channel.flow, socket backpressure) and hands entries to `deliver()`.
+ */
+import type { Queue, QueueConsumer, QueueEntry } from '../core/queue.js';
+import type { Channel } from './channel.js';
+
+export class Consumer implements QueueConsumer {
+  readonly tag: string;
+  readonly channel: Channel;
+  readonly queue: Queue;
+  readonly noAck: boolean;
+  readonly exclusive: boolean;
+  readonly priority: number;
+  /** per-consumer prefetch (basic.qos global=false at consume time); 0 = unlimited */
+  readonly prefetch: number;
+  /** deliveries not yet settled */
+  unacked = 0;
+  active = true;
+
+  constructor(
+    tag: string,
+    channel: Channel,
+    queue: Queue,
+    noAck: boolean,
+    exclusive: boolean,
+    priority: number,
+    prefetch: number,
+  ) {
+    this.tag = tag;
+    this.channel = channel;
+    this.queue = queue;
+    this.noAck = noAck;
+    this.exclusive = exclusive;
+    this.priority = priority;
+    this.prefetch = prefetch;
+  }
+
+  canTake(): boolean {
+    const ch = this.channel;
+    if (!this.active || !ch.flowActive || !ch.conn.canWrite()) return false;
+    if (this.noAck) return true;
+    if (this.prefetch !== 0 && this.unacked >= this.prefetch) return false;
+    return ch.globalPrefetch === 0 || ch.unackedCount < ch.globalPrefetch;
+  }
+
+  deliver(queue: Queue, entry: QueueEntry): void {
+    this.channel.deliver(this, queue, entry);
+  }
+
+  cancelledByQueue(): void {
+    this.channel.consumerCancelledByQueue(this);
+  }
+}

@@ -1,0 +1,52 @@
+/** confirm.select and the tx class: select, commit, rollback. */
+import { preconditionFailed } from '../../errors.js';
+import type * as A from '../../protocol/generated/methods.js';
+import {
+  encodeConfirmSelectOk,
+  encodeTxCommitOk,
+  encodeTxRollbackOk,
+  encodeTxSelectOk,
+} from '../../protocol/generated/methods.js';
+import type { Channel } from '../channel.js';
+import { route } from './basic.js';
+
+export function confirmSelect(ch: Channel, a: A.ConfirmSelect): void {
+  if (ch.txMode) throw preconditionFailed('cannot switch from tx to confirm mode');
+  ch.confirmMode = true;
+  if (!a.nowait) {
+    encodeConfirmSelectOk(ch.conn.out, ch.number, {});
+    ch.conn.markDirty();
+  }
+}
+
+export function txSelect(ch: Channel): void {
+  if (ch.confirmMode) throw preconditionFailed('cannot switch from confirm to tx mode');
+  ch.txMode = true;
+  encodeTxSelectOk(ch.conn.out, ch.number, {});
+  ch.conn.markDirty();
+}
+
+/** Applies the publishes, then the acknowledgements, in the order they were made. */
+export function txCommit(ch: Channel): void {
+  if (!ch.txMode) throw preconditionFailed('channel is not transactional');
+  const publishes = ch.txPublishes;
+  const settles = ch.txSettles;
+  ch.txPublishes = [];
+  ch.txSettles = [];
+  for (const p of publishes) route(ch, p.args, p.msg);
+  for (const s of settles) {
+    // a tag may have been settled by an earlier entry of the same transaction
+    const list = s.multiple ? ch.select(s.tag, true) : ch.unacked.has(s.tag) ? ch.select(s.tag, false) : [];
+    ch.settle(list, s.kind === 'nack' && s.requeue);
+  }
+  encodeTxCommitOk(ch.conn.out, ch.number, {});
+  ch.conn.markDirty();
+}
+
+export function txRollback(ch: Channel): void {
+  if (!ch.txMode) throw preconditionFailed('channel is not transactional');
+  ch.txPublishes = [];
+  ch.txSettles = [];
+  encodeTxRollbackOk(ch.conn.out, ch.number, {});
+  ch.conn.markDirty();
+}

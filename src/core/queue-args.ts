@@ -1,0 +1,129 @@
+/**
+ * Queue arguments: which ones a redeclare must match (RabbitMQ compares only the x-arguments it
+ * knows; others are free-form), and validation of x-queue-type.
+ */
+import { Decimal, type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
+
+/** Arguments RabbitMQ checks for equivalence on redeclare. */
+const COMPARED = [
+  'x-expires',
+  'x-message-ttl',
+  'x-dead-letter-exchange',
+  'x-dead-letter-routing-key',
+  'x-max-length',
+  'x-max-length-bytes',
+  'x-max-in-memory-length',
+  'x-max-in-memory-bytes',
+  'x-max-priority',
+  'x-overflow',
+  'x-queue-mode',
+  'x-queue-version',
+  'x-single-active-consumer',
+  'x-delivery-limit',
+  'x-queue-type',
+];
+
+export const QUEUE_TYPES = ['classic', 'quorum', 'stream'];
+
+/** The queue type an arguments table asks for ('classic' when absent). */
+export function queueType(args: FieldTable): string {
+  const t = args['x-queue-type'];
+  return typeof t === 'string' ? t : 'classic';
+}
+
+/**
+ * Compares the arguments of a redeclare with the current ones. Returns null when equivalent,
+ * else the tail of RabbitMQ's "inequivalent arg" text with %Q standing for the queue.
+ */
+export function argsEquivalence(current: FieldTable, received: FieldTable): string | null {
+  for (const k of COMPARED) {
+    let cur = current[k];
+    let got = received[k];
+    if (k === 'x-queue-type') {
+      cur = queueType(current);
+      got = queueType(received);
+    }
+    if (sameValue(cur, got)) continue;
+    return `'${k}' for %Q: received ${describe(got)} but current is ${describe(cur)}`;
+  }
+  return null;
+}
+
+function describe(v: FieldValue): string {
+  if (v === undefined) return 'none';
+  return `the value '${display(v)}' of type '${typeName(v)}'`;
+}
+
+function display(v: FieldValue): string {
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (v instanceof Date) return String(Math.floor(v.getTime() / 1000));
+  if (typeof v === 'object' && v !== null) return JSON.stringify(v);
+  return String(v);
+}
+
+function typeName(v: FieldValue): string {
+  switch (typeof v) {
+    case 'boolean':
+      return 'bool';
+    case 'string':
+      return 'longstr';
+    case 'bigint':
+      return 'long';
+    case 'number':
+      return Number.isInteger(v) ? (v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long') : 'double';
+    default:
+      if (v === null) return 'void';
+      if (Buffer.isBuffer(v)) return 'binary';
+      if (Array.isArray(v)) return 'array';
+      if (v instanceof Date) return 'timestamp';
+      if (v instanceof Decimal) return 'decimal';
+      return 'table';
+  }
+}
+
+/** Value equality across integer widths (an 'l' 5 equals an 'I' 5). */
+export function sameValue(a: FieldValue, b: FieldValue): boolean {
+  if (a instanceof Typed) a = a.value;
+  if (b instanceof Typed) b = b.value;
+  if (a === b) return true;
+  if ((typeof a === 'number' || typeof a === 'bigint') && (typeof b === 'number' || typeof b === 'bigint')) {
+    return typeof a === typeof b ? a === b : Number(a) === Number(b);
+  }
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  if (typeof a === 'string' && Buffer.isBuffer(b)) return a === b.toString('utf8');
+  if (Buffer.isBuffer(a) && typeof b === 'string') return a.toString('utf8') === b;
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  if (a instanceof Decimal && b instanceof Decimal) return a.scale === b.scale && a.value === b.value;
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const ta = a as FieldTable;
+    const tb = b as FieldTable;
+    const ka = Object.keys(ta);
+    if (ka.length !== Object.keys(tb).length) return false;
+    return ka.every((k) => k in tb && sameValue(ta[k], tb[k]));
+  }
+  return false;
+}
+
+/** Checks a new queue's arguments; returns a PRECONDITION_FAILED text or null. */
+export function validateQueueArgs(
+  d: { durable: boolean; exclusive: boolean; autoDelete: boolean; args: FieldTable },
+  queue: string,
+): string | null {
+  const raw = d.args['x-queue-type'];
+  if (raw !== undefined && typeof raw !== 'string') {
+    return `invalid arg 'x-queue-type' for ${queue}: expected a string`;
+  }
+  const type = queueType(d.args);
+  if (!QUEUE_TYPES.includes(type)) {
+    return `invalid arg 'x-queue-type' for ${queue}: unsupported queue type '${type}'`;
+  }
+  if (type !== 'classic') {
+    // quorum and stream queues are replicated, durable, shared queues
+    if (!d.durable) return `invalid property 'non-durable' for ${queue}`;
+    if (d.exclusive) return `invalid property 'exclusive-owner' for ${queue}`;
+    if (d.autoDelete) return `invalid property 'auto-delete' for ${queue}`;
+  }
+  return null;
+}
