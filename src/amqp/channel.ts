@@ -52,17 +52,16 @@ export class Unacked {
   ) {}
 }
 
-/** A basic.publish held until tx.commit. */
+/** A basic.publish held until tx.commit, routed when it was published (as RabbitMQ does). */
 export interface PendingPublish {
   args: A.BasicPublish;
   msg: Message;
+  queues: Queue[];
 }
 
-/** An acknowledgement held until tx.commit. */
+/** An acknowledgement held until tx.commit; its tags already left the unacked table. */
 export interface PendingSettle {
-  kind: 'ack' | 'nack';
-  tag: number;
-  multiple: boolean;
+  list: Unacked[];
   requeue: boolean;
 }
 
@@ -81,6 +80,7 @@ export class Channel implements ConfirmTarget {
   consumerPrefetch = 0;
   /** basic.qos global=true: limit shared by all consumers of the channel; 0 = none */
   globalPrefetch = 0;
+  /** consumer deliveries not yet settled (what the global prefetch limits) */
   unackedCount = 0;
   readonly unacked = new Map<number, Unacked>();
   private nextDeliveryTag = 1;
@@ -289,10 +289,8 @@ export class Channel implements ConfirmTarget {
     const tag = this.nextDeliveryTag++;
     entry.deliveries++;
     if (noAck) q.settle(entry);
-    else {
-      this.unacked.set(tag, new Unacked(tag, q, entry, null));
-      this.unackedCount++;
-    }
+    // basic.get deliveries are not limited by prefetch, so they are not counted against it
+    else this.unacked.set(tag, new Unacked(tag, q, entry, null));
     return tag;
   }
 
@@ -306,27 +304,48 @@ export class Channel implements ConfirmTarget {
       if (!u) throw preconditionFailed(`unknown delivery tag ${tag}`);
       return [u];
     }
+    // multiple: the tag itself must be outstanding (0 means everything)
+    if (tag !== 0 && !this.unacked.has(tag)) throw preconditionFailed(`unknown delivery tag ${tag}`);
     const out: Unacked[] = [];
     for (const u of this.unacked.values()) {
       if (tag !== 0 && u.tag > tag) break;
       out.push(u);
     }
-    if (out.length === 0 && tag !== 0) throw preconditionFailed(`unknown delivery tag ${tag}`);
     return out;
   }
 
-  /** Settles deliveries: acked (or dropped) when `requeue` is false, else back to their queues. */
-  settle(list: Unacked[], requeue: boolean): void {
+  /**
+   * Settles deliveries: acked (or dropped) when `requeue` is false, else back to their queues.
+   * `taken` entries were already removed from the unacked table (by an ack inside a tx).
+   */
+  settle(list: Unacked[], requeue: boolean, taken = false): void {
     for (const u of list) {
-      if (!this.unacked.delete(u.tag)) continue;
-      this.unackedCount--;
+      if (!taken && !this.unacked.delete(u.tag)) continue;
       const c = u.consumer;
-      if (c !== null) c.unacked--;
+      if (c !== null) {
+        c.unacked--;
+        this.unackedCount--;
+      }
       if (requeue) u.queue.requeue(u.entry);
       else u.queue.settle(u.entry);
       if (c?.active && this.globalPrefetch === 0) c.queue.wake();
     }
     if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake();
+  }
+
+  /** An ack inside a transaction: the tags leave the table now (a second ack is an error). */
+  take(list: Unacked[]): void {
+    for (const u of list) this.unacked.delete(u.tag);
+  }
+
+  /** tx.rollback: acknowledgements taken by the transaction become unacked again, in tag order. */
+  restore(settles: PendingSettle[]): void {
+    if (settles.length === 0) return;
+    const all = [...this.unacked.values()];
+    for (const s of settles) all.push(...s.list);
+    all.sort((a, b) => a.tag - b.tag);
+    this.unacked.clear();
+    for (const u of all) this.unacked.set(u.tag, u);
   }
 
   /** The queue of `c` was deleted: forget the consumer and tell the client if it listens. */
@@ -384,6 +403,8 @@ export class Channel implements ConfirmTarget {
       { channel: this.number, code: e.code, text: e.replyText },
       'closing channel on error',
     );
+    // publishes handled before the error are confirmed before the close, as RabbitMQ does
+    if (this.batchConfirmSeq !== 0) this.vhost.store.commit();
     this.release();
     this.state = ChannelState.Closing;
     encodeChannelClose(this.conn.out, this.number, {
@@ -415,8 +436,9 @@ export class Channel implements ConfirmTarget {
     this.assembler.reset();
     for (const c of [...this.consumers.values()]) this.removeConsumer(c);
     this.dropReplyQueue();
-    if (this.unacked.size > 0) this.settle([...this.unacked.values()], true);
+    this.restore(this.txSettles);
     this.txPublishes = [];
     this.txSettles = [];
+    if (this.unacked.size > 0) this.settle([...this.unacked.values()], true);
   }
 }

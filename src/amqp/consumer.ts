@@ -39,9 +39,9 @@ export class Consumer implements QueueConsumer {
   canTake(): boolean {
     const ch = this.channel;
     if (!this.active || !ch.flowActive || !ch.conn.canWrite()) return false;
-    if (this.noAck) return true;
-    if (this.prefetch !== 0 && this.unacked >= this.prefetch) return false;
-    return ch.globalPrefetch === 0 || ch.unackedCount < ch.globalPrefetch;
+    // a channel at its global limit holds back no-ack consumers too, as RabbitMQ's limiter does
+    if (ch.globalPrefetch !== 0 && ch.unackedCount >= ch.globalPrefetch) return false;
+    return this.noAck || this.prefetch === 0 || this.unacked < this.prefetch;
   }
 
   deliver(queue: Queue, entry: QueueEntry): void {

@@ -2,7 +2,15 @@
  * Queue arguments: which ones a redeclare must match (RabbitMQ compares only the x-arguments it
  * knows; others are free-form), and validation of x-queue-type.
  */
-import { Decimal, type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
+import {
+  Decimal,
+  FIELD_TYPE_NAMES,
+  type FieldTable,
+  type FieldType,
+  type FieldValue,
+  Typed,
+  wireTypeOf,
+} from '../protocol/field-table.js';
 
 /** Arguments RabbitMQ checks for equivalence on redeclare. */
 const COMPARED = [
@@ -37,21 +45,23 @@ export function queueType(args: FieldTable): string {
  */
 export function argsEquivalence(current: FieldTable, received: FieldTable): string | null {
   for (const k of COMPARED) {
-    let cur = current[k];
-    let got = received[k];
-    if (k === 'x-queue-type') {
-      cur = queueType(current);
-      got = queueType(received);
-    }
+    const cur = current[k];
+    const got = received[k];
+    // an absent x-queue-type is a classic queue
+    if (k === 'x-queue-type' && queueType(current) === queueType(received)) continue;
     if (sameValue(cur, got)) continue;
-    return `'${k}' for %Q: received ${describe(got)} but current is ${describe(cur)}`;
+    if (cur !== undefined && got !== undefined) {
+      return `'${k}' for %Q: received '${display(got)}' but current is '${display(cur)}'`;
+    }
+    return `'${k}' for %Q: received ${describe(got, wireTypeOf(received, k))} but current is ${describe(cur, wireTypeOf(current, k))}`;
   }
   return null;
 }
 
-function describe(v: FieldValue): string {
+/** RabbitMQ's "the value '5' of type 'byte'" (or "none"). */
+export function describe(v: FieldValue, wire?: FieldType): string {
   if (v === undefined) return 'none';
-  return `the value '${display(v)}' of type '${typeName(v)}'`;
+  return `the value '${display(v)}' of type '${wire ? FIELD_TYPE_NAMES[wire] : fieldTypeName(v)}'`;
 }
 
 function display(v: FieldValue): string {
@@ -61,7 +71,17 @@ function display(v: FieldValue): string {
   return String(v);
 }
 
-function typeName(v: FieldValue): string {
+/** The type name of `t[k]`, from the wire when the table was decoded from it. */
+export function argTypeName(t: FieldTable, k: string): string {
+  return typeName(t[k], wireTypeOf(t, k));
+}
+
+function typeName(v: FieldValue, wire?: FieldType): string {
+  return wire ? FIELD_TYPE_NAMES[wire] : fieldTypeName(v);
+}
+
+/** RabbitMQ's name for a value's field type (guessed from the JS value), as its reply texts use. */
+export function fieldTypeName(v: FieldValue): string {
   switch (typeof v) {
     case 'boolean':
       return 'bool';
@@ -111,19 +131,74 @@ export function validateQueueArgs(
   d: { durable: boolean; exclusive: boolean; autoDelete: boolean; args: FieldTable },
   queue: string,
 ): string | null {
-  const raw = d.args['x-queue-type'];
+  const args = d.args;
+  const raw = args['x-queue-type'];
   if (raw !== undefined && typeof raw !== 'string') {
     return `invalid arg 'x-queue-type' for ${queue}: expected a string`;
   }
-  const type = queueType(d.args);
+  const type = queueType(args);
   if (!QUEUE_TYPES.includes(type)) {
-    return `invalid arg 'x-queue-type' for ${queue}: unsupported queue type '${type}'`;
+    return `invalid arg 'x-queue-type' for ${queue}: "unsupported queue type '${type}'"`;
   }
   if (type !== 'classic') {
     // quorum and stream queues are replicated, durable, shared queues
-    if (!d.durable) return `invalid property 'non-durable' for ${queue}`;
     if (d.exclusive) return `invalid property 'exclusive-owner' for ${queue}`;
+    if (!d.durable) return `invalid property 'non-durable' for ${queue}`;
     if (d.autoDelete) return `invalid property 'auto-delete' for ${queue}`;
+    if (args['x-max-priority'] !== undefined) {
+      return `invalid arg 'x-max-priority' for ${queue} of queue type rabbit_${type}_queue`;
+    }
+  }
+  for (const [k, rule] of RULES) {
+    const v = args[k];
+    if (v === undefined) continue;
+    const bad = rule(v, wireTypeOf(args, k));
+    if (bad)
+      return bad.startsWith('invalid type')
+        ? `${bad} in ${queue}`
+        : `invalid arg '${k}' for ${queue}: ${bad}`;
   }
   return null;
 }
+
+type Rule = (v: FieldValue, wire?: FieldType) => string | null;
+
+const integer =
+  (min: 'zero' | 'positive', max?: number): Rule =>
+  (v, wire) => {
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n)) return `"expected integer, got ${typeName(v, wire)}"`;
+    if (n < 0) return `{value_negative,${n}}`;
+    if (n === 0 && min === 'positive') return `{value_zero,${n}}`;
+    if (max !== undefined && n > max) return `{max_value_exceeded,${n}}`;
+    return null;
+  };
+
+const oneOf =
+  (name: string, values: string[]): Rule =>
+  (v) =>
+    typeof v === 'string' && values.includes(v) ? null : name;
+
+const str =
+  (arg: string): Rule =>
+  (v) =>
+    typeof v === 'string' || Buffer.isBuffer(v)
+      ? null
+      : `invalid type '${fieldTypeName(v)}' for arg '${arg}'`;
+
+const RULES: [string, Rule][] = [
+  ['x-expires', integer('positive')],
+  ['x-message-ttl', integer('zero')],
+  ['x-dead-letter-exchange', str('x-dead-letter-exchange')],
+  ['x-dead-letter-routing-key', str('x-dead-letter-routing-key')],
+  ['x-max-length', integer('zero')],
+  ['x-max-length-bytes', integer('zero')],
+  ['x-max-priority', integer('zero', 255)],
+  ['x-overflow', oneOf('invalid_overflow', ['drop-head', 'reject-publish', 'reject-publish-dlx'])],
+  ['x-queue-mode', oneOf('invalid_queue_mode', ['default', 'lazy'])],
+  [
+    'x-single-active-consumer',
+    (v) => (typeof v === 'boolean' ? null : `"expected bool, got ${fieldTypeName(v)}"`),
+  ],
+  ['x-delivery-limit', integer('zero')],
+];

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { accessRefused, commandInvalid, notFound, preconditionFailed, resourceLocked } from '../errors.js';
-import type { FieldTable } from '../protocol/field-table.js';
+import { type FieldTable, wireTypeOf } from '../protocol/field-table.js';
 import type { Store } from '../storage/store.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
@@ -26,7 +26,7 @@ import { validateXMatch } from './exchange/headers-match.js';
 import { TopicExchange } from './exchange/topic.js';
 import type { Message } from './message.js';
 import { Queue } from './queue.js';
-import { argsEquivalence, validateQueueArgs } from './queue-args.js';
+import { argsEquivalence, argTypeName, describe, validateQueueArgs } from './queue-args.js';
 
 export interface QueueDeclare {
   name: string;
@@ -36,6 +36,23 @@ export interface QueueDeclare {
   autoDelete: boolean;
   args: FieldTable;
 }
+
+/**
+ * RabbitMQ turns a type name into an existing Erlang atom when it can and then says "invalid";
+ * for names that are not atoms it says "unknown". These are the common names that are atoms.
+ */
+const ERLANG_ATOMS = new Set([
+  'foo',
+  'bar',
+  'queue',
+  'invalid',
+  'unknown',
+  'true',
+  'false',
+  'undefined',
+  'error',
+  'ok',
+]);
 
 const PREDECLARED: [string, ExchangeType][] = [
   ['amq.direct', 'direct'],
@@ -60,6 +77,11 @@ export class VHost {
     this.defaultExchange = new DefaultExchange(this.queues);
     this.exchanges.set('', this.defaultExchange);
     for (const [n, t] of PREDECLARED) this.exchanges.set(n, makeExchange(n, t, true, false, false, {}));
+    // RabbitMQ's firehose tracer publishes here; it exists (internal) so clients find it
+    this.exchanges.set(
+      'amq.rabbitmq.trace',
+      makeExchange('amq.rabbitmq.trace', 'topic', true, false, true, {}),
+    );
   }
 
   private q(name: string): string {
@@ -88,10 +110,17 @@ export class VHost {
       if (!existing) throw notFound(`no ${this.x(name)}`);
       return existing;
     }
-    if (name.startsWith('amq.'))
-      throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);
     if (!(EXCHANGE_TYPES as readonly string[]).includes(type)) {
-      throw commandInvalid(`unknown exchange type '${type}'`);
+      throw commandInvalid(`${ERLANG_ATOMS.has(type) ? 'invalid' : 'unknown'} exchange type '${type}'`);
+    }
+    if (!existing && name.startsWith('amq.')) {
+      throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);
+    }
+    const ae = args['alternate-exchange'];
+    if (ae !== undefined && typeof ae !== 'string') {
+      throw preconditionFailed(
+        `invalid type '${argTypeName(args, 'alternate-exchange')}' for arg 'alternate-exchange' in ${this.x(name)}`,
+      );
     }
     if (existing) {
       const diff = (arg: string, got: unknown, cur: unknown) => {
@@ -103,10 +132,14 @@ export class VHost {
       if (existing.durable !== durable) diff('durable', durable, existing.durable);
       if (existing.autoDelete !== autoDelete) diff('auto_delete', autoDelete, existing.autoDelete);
       if (existing.internal !== internal) diff('internal', internal, existing.internal);
-      if (argsKey(existing.args) !== argsKey(args)) {
-        const ae = existing.alternateExchange;
-        const got = typeof args['alternate-exchange'] === 'string' ? args['alternate-exchange'] : undefined;
-        if (ae !== got) diff('alternate-exchange', got ?? 'none', ae ?? 'none');
+      const cur = existing.args['alternate-exchange'];
+      const got = args['alternate-exchange'];
+      if (cur !== got) {
+        const text =
+          cur !== undefined && got !== undefined
+            ? `received '${String(got)}' but current is '${String(cur)}'`
+            : `received ${describe(got, wireTypeOf(args, 'alternate-exchange'))} but current is ${describe(cur, wireTypeOf(existing.args, 'alternate-exchange'))}`;
+        throw preconditionFailed(`inequivalent arg 'alternate-exchange' for ${this.x(name)}: ${text}`);
       }
       return existing;
     }
@@ -118,8 +151,9 @@ export class VHost {
   /** exchange.delete; deleting a missing exchange is not an error (as RabbitMQ 3.x). */
   deleteExchange(name: string, ifUnused: boolean): void {
     if (name === '') throw accessRefused('operation not permitted on the default exchange');
-    if (name.startsWith('amq.'))
-      throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);
+    if (name.startsWith('amq.')) {
+      throw accessRefused(`deletion of system exchange '${name}' in vhost '${this.name}' not allowed`);
+    }
     const ex = this.exchanges.get(name);
     if (!ex) return;
     if (ifUnused && ex.bindings.size > 0) throw preconditionFailed(`${this.x(name)} in use`);
@@ -145,6 +179,10 @@ export class VHost {
     let name = d.name;
     if (name === '') {
       if (d.passive) throw notFound(`no ${this.q(name)}`);
+      const t = d.args['x-queue-type'];
+      if (t === 'quorum' || t === 'stream') {
+        throw preconditionFailed(`Cannot declare a server-named queue for type rabbit_${t}_queue`);
+      }
       name = `amq.gen-${randomBytes(16).toString('base64url').slice(0, 22)}`;
     }
     const existing = this.queues.get(name);
@@ -155,6 +193,7 @@ export class VHost {
     }
     if (existing) {
       this.checkExclusive(existing, owner);
+      if (existing.exclusive !== d.exclusive) throw this.lockedError(existing);
       const diff = (arg: string, got: boolean, cur: boolean) => {
         throw preconditionFailed(
           `inequivalent arg '${arg}' for ${this.q(name)}: received '${got}' but current is '${cur}'`,
@@ -162,7 +201,6 @@ export class VHost {
       };
       if (existing.durable !== d.durable) diff('durable', d.durable, existing.durable);
       if (existing.autoDelete !== d.autoDelete) diff('auto_delete', d.autoDelete, existing.autoDelete);
-      if (existing.exclusive !== d.exclusive) diff('exclusive', d.exclusive, existing.exclusive);
       const argDiff = argsEquivalence(existing.args, d.args);
       if (argDiff) throw preconditionFailed(`inequivalent arg ${argDiff.replace('%Q', this.q(name))}`);
       return existing;
@@ -186,11 +224,13 @@ export class VHost {
   }
 
   private checkExclusive(q: Queue, owner: number): void {
-    if (q.owner !== 0 && q.owner !== owner) {
-      throw resourceLocked(
-        `cannot obtain exclusive access to locked ${this.q(q.name)}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`,
-      );
-    }
+    if (q.owner !== 0 && q.owner !== owner) throw this.lockedError(q);
+  }
+
+  private lockedError(q: Queue) {
+    return resourceLocked(
+      `cannot obtain exclusive access to locked ${this.q(q.name)}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`,
+    );
   }
 
   /** queue.delete; returns the number of ready messages deleted. Missing queue: 0. */
@@ -199,7 +239,7 @@ export class VHost {
     if (!q) return 0;
     this.checkExclusive(q, owner);
     if (ifUnused && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
-    if (ifEmpty && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} is not empty`);
+    if (ifEmpty && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} not empty`);
     return this.removeQueue(q);
   }
 
@@ -223,37 +263,40 @@ export class VHost {
   // ------------------------------------------------------------------ bindings
 
   bindQueue(queue: string, exchange: string, routingKey: string, args: FieldTable, owner: number): void {
-    const q = this.getQueue(queue, owner);
     const ex = this.bindableSource(exchange);
+    const q = this.getQueue(queue, owner);
     this.addBinding(ex, q, routingKey, args);
   }
 
+  /** Unbinding what does not exist (binding, queue or exchange) succeeds, as in RabbitMQ 3.x. */
   unbindQueue(queue: string, exchange: string, routingKey: string, args: FieldTable, owner: number): void {
-    const q = this.getQueue(queue, owner);
-    const ex = this.bindableSource(exchange);
+    if (exchange === '') throw accessRefused('operation not permitted on the default exchange');
+    const ex = this.exchanges.get(exchange);
+    const q = this.queues.get(queue);
+    if (ex === undefined || q === undefined) return;
     const b = ex.bindings.get(bindingKey(q, routingKey, args));
-    if (b) this.dropBinding(b, true);
+    if (b === undefined) return;
+    this.checkExclusive(q, owner);
+    this.dropBinding(b, true);
   }
 
   bindExchange(destination: string, source: string, routingKey: string, args: FieldTable): void {
-    const dst = this.bindableDestination(destination);
     const src = this.bindableSource(source);
+    const dst = this.bindableSource(destination);
     this.addBinding(src, dst, routingKey, args);
   }
 
   unbindExchange(destination: string, source: string, routingKey: string, args: FieldTable): void {
-    const dst = this.bindableDestination(destination);
-    const src = this.bindableSource(source);
+    if (source === '' || destination === '')
+      throw accessRefused('operation not permitted on the default exchange');
+    const src = this.exchanges.get(source);
+    const dst = this.exchanges.get(destination);
+    if (src === undefined || dst === undefined) return;
     const b = src.bindings.get(bindingKey(dst, routingKey, args));
     if (b) this.dropBinding(b, true);
   }
 
   private bindableSource(name: string): Exchange {
-    if (name === '') throw accessRefused('operation not permitted on the default exchange');
-    return this.getExchange(name);
-  }
-
-  private bindableDestination(name: string): Exchange {
     if (name === '') throw accessRefused('operation not permitted on the default exchange');
     return this.getExchange(name);
   }
@@ -288,31 +331,44 @@ export class VHost {
    * The queues `msg` reaches from `ex`, each once; alternate exchanges are tried when nothing
    * matched. The returned array is reused by the next call.
    */
-  route(ex: Exchange, msg: Message): Queue[] {
+  route(ex: Exchange, msg: Message, extraKeys?: readonly string[]): Queue[] {
     const out = this.routed;
     out.length = 0;
     const epoch = ++this.epoch;
-    this.routeInto(ex, msg, out, epoch);
-    let from: Exchange | undefined = ex;
-    while (out.length === 0 && from !== undefined) {
-      const aeName: string | undefined = from.alternateExchange;
-      const ae: Exchange | undefined = aeName === undefined ? undefined : this.exchanges.get(aeName);
-      if (ae === undefined || ae.routeEpoch === epoch) break;
-      this.routeInto(ae, msg, out, epoch);
-      from = ae;
+    this.routeInto(ex, msg, msg.routingKey, out, epoch);
+    if (extraKeys !== undefined) {
+      // sender-selected distribution (CC/BCC): the same walk under each extra key, skipping
+      // the queues already reached
+      for (const k of extraKeys) {
+        const e = ++this.epoch;
+        for (const q of out) q.routeEpoch = e;
+        this.routeInto(ex, msg, k, out, e);
+      }
     }
     return out;
   }
 
-  private routeInto(ex: Exchange, msg: Message, out: Queue[], epoch: number): void {
+  /**
+   * Walks one exchange: its matches, recursively through exchange-to-exchange bindings. An
+   * exchange whose own bindings match nothing hands the message to its alternate exchange.
+   */
+  private routeInto(ex: Exchange, msg: Message, key: string, out: Queue[], epoch: number): void {
     ex.routeEpoch = epoch;
-    const ds = ex.match(msg);
-    for (let i = 0; i < ds.length; i++) {
+    const ds = ex.match(msg, key);
+    const n = ds.length;
+    if (n === 0) {
+      const aeName = ex.alternateExchange;
+      if (aeName === undefined) return;
+      const ae = this.exchanges.get(aeName);
+      if (ae !== undefined && ae.routeEpoch !== epoch) this.routeInto(ae, msg, key, out, epoch);
+      return;
+    }
+    for (let i = 0; i < n; i++) {
       const d = ds[i]!;
       if (d.routeEpoch === epoch) continue;
       d.routeEpoch = epoch;
       if (d.isQueue) out.push(d as Queue);
-      else this.routeInto(d as Exchange, msg, out, epoch);
+      else this.routeInto(d as Exchange, msg, key, out, epoch);
     }
   }
 }

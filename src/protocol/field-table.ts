@@ -63,6 +63,39 @@ export interface FieldTable {
   [key: string]: FieldValue;
 }
 
+/** RabbitMQ's names of the field types, as its reply texts print them. */
+export const FIELD_TYPE_NAMES: Record<FieldType, string> = {
+  t: 'bool',
+  b: 'byte',
+  B: 'unsignedbyte',
+  s: 'short',
+  u: 'unsignedshort',
+  I: 'signedint',
+  i: 'unsignedint',
+  l: 'long',
+  f: 'float',
+  d: 'double',
+  D: 'decimal',
+  S: 'longstr',
+  x: 'binary',
+  A: 'array',
+  T: 'timestamp',
+  F: 'table',
+  V: 'void',
+};
+
+/**
+ * A plain-decoded table remembers each key's wire type under this (non-enumerable) symbol, so
+ * error texts can name the type the client sent.
+ */
+const WIRE_TYPES: unique symbol = Symbol('warren.wireTypes');
+
+/** The wire type a decoded table's key arrived with, if the table came off the wire. */
+export function wireTypeOf(t: FieldTable, key: string): FieldType | undefined {
+  const types = (t as { [WIRE_TYPES]?: Record<string, FieldType> })[WIRE_TYPES];
+  return types?.[key];
+}
+
 /** Thrown on a malformed table; the connection maps it to a syntax error. */
 export class TableError extends Error {}
 
@@ -86,14 +119,18 @@ function readI64(b: Buffer, o: number): number | bigint {
  */
 export function decodeTable(b: Buffer, o: number, end: number, typed = false): FieldTable {
   const t: FieldTable = {};
+  if (o >= end) return t;
+  const types: Record<string, FieldType> = Object.create(null) as Record<string, FieldType>;
   while (o < end) {
     const kl = b[o]!;
     const key = b.toString('utf8', o + 1, o + 1 + kl);
     o += 1 + kl;
     if (o >= end) throw new TableError('field table key without a value');
+    types[key] = String.fromCharCode(b[o]!) as FieldType;
     o = decodeValue(b, o, end, t, key, typed);
   }
   if (o !== end) throw new TableError('field table overruns its length');
+  if (!typed) Object.defineProperty(t, WIRE_TYPES, { value: types });
   return t;
 }
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { REPLY_TO } from '../../core/exchange/default.js';
 import { Message } from '../../core/message.js';
 import { Queue } from '../../core/queue.js';
+import { argTypeName } from '../../core/queue-args.js';
 import {
   accessRefused,
   frameError,
@@ -24,11 +25,12 @@ import {
 import {
   decodeBasicProperties,
   encodeBasicProperties,
+  PropertyFlag,
   PropertyIndex,
   propertyListEnd,
 } from '../../protocol/generated/properties.js';
 import { OutBuffer } from '../../protocol/out-buffer.js';
-import type { Channel } from '../channel.js';
+import type { Channel, Unacked } from '../channel.js';
 import { Consumer } from '../consumer.js';
 import { writeContent } from '../content-writer.js';
 
@@ -37,19 +39,21 @@ const NO_ROUTE = 312;
 // ------------------------------------------------------------------ publish
 
 export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body: Buffer): void {
+  // RabbitMQ does not implement immediate delivery, and says so before anything else
+  if (a.immediate) throw notImplemented('immediate=true');
   const vh = ch.vhost;
   // basic.publish: the exchange must exist → 404
   const ex = vh.exchanges.get(a.exchange);
   if (ex === undefined) throw notFound(`no exchange '${a.exchange}' in vhost '${vh.name}'`);
   if (ex.internal)
     throw accessRefused(`cannot publish to internal exchange '${a.exchange}' in vhost '${vh.name}'`);
-  // RabbitMQ does not implement immediate delivery
-  if (a.immediate) throw notImplemented('immediate=true');
   if (!(propertyListEnd(props, 0) === props.length)) {
     throw frameError('content header properties do not match their flags');
   }
   const msg = new Message(a.exchange, a.routingKey, props, body);
-  if (props.readUInt16BE(0) & 0x0010) {
+  const flags = props.readUInt16BE(0);
+  if (flags & PropertyFlag.REPLY_TO) rewriteReplyTo(ch, msg);
+  if (flags & PropertyFlag.USER_ID) {
     // user-id: must name the authenticated user
     const uid = msg.shortProperty(PropertyIndex.USER_ID);
     const user = ch.conn.user!.name;
@@ -57,19 +61,59 @@ export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body
       throw preconditionFailed(`user_id property set to '${uid}' but authenticated user was '${user}'`);
     }
   }
-  if (props.readUInt16BE(0) & 0x0040) rewriteReplyTo(ch, msg);
-  if (ch.txMode) {
-    ch.txPublishes.push({ args: a, msg });
-    return;
+  if (flags & PropertyFlag.EXPIRATION) {
+    const bad = expirationError(msg.shortProperty(PropertyIndex.EXPIRATION)!);
+    if (bad) throw preconditionFailed(bad);
   }
-  route(ch, a, msg);
+  const queues = vh.route(ex, msg, flags & PropertyFlag.HEADERS ? senderSelected(msg) : undefined);
+  if (ch.txMode) ch.txPublishes.push({ args: a, msg, queues: queues.slice() });
+  else deliverRouted(ch, a, msg, queues);
 }
 
-/** Routes and enqueues one message; returns it to the publisher when mandatory and unroutable. */
-export function route(ch: Channel, a: A.BasicPublish, msg: Message): void {
-  const vh = ch.vhost;
-  const ex = vh.exchanges.get(a.exchange);
-  const queues = ex === undefined ? [] : vh.route(ex, msg);
+const CC_KEY = Buffer.from('\x02CC', 'latin1');
+const BCC_KEY = Buffer.from('\x03BCC', 'latin1');
+
+/**
+ * Sender-selected distribution: routing keys from the CC and BCC headers (RabbitMQ extension).
+ * A byte search keeps messages without them from having their headers decoded; BCC is removed
+ * from the message before it is stored or delivered.
+ */
+function senderSelected(msg: Message): string[] | undefined {
+  const p = msg.properties;
+  const hasCc = p.indexOf(CC_KEY) >= 0;
+  const hasBcc = p.indexOf(BCC_KEY) >= 0;
+  if (!hasCc && !hasBcc) return undefined;
+  const h = msg.headers();
+  if (h === null) return undefined;
+  const keys: string[] = [];
+  const add = (v: unknown) => {
+    if (Array.isArray(v)) for (const k of v) if (typeof k === 'string') keys.push(k);
+  };
+  if (hasCc) add(h['CC']);
+  if (hasBcc && h['BCC'] !== undefined) {
+    add(h['BCC']);
+    const props = decodeBasicProperties(p, 0, p.length);
+    const headers = { ...props.headers };
+    delete headers['BCC'];
+    props.headers = headers;
+    const w = new OutBuffer();
+    encodeBasicProperties(w, props);
+    msg.properties = Buffer.concat(w.take());
+  }
+  return keys.length > 0 ? keys : undefined;
+}
+
+/** The expiration property must be a non-negative integer in decimal (milliseconds). */
+function expirationError(e: string): string | null {
+  if (/^\d+$/.test(e)) return null;
+  if (/^-\d+$/.test(e)) return `invalid expiration '${e}': {value_negative,${e}}`;
+  const m = /^(\d+)(.+)$/.exec(e);
+  if (m) return `invalid expiration '${e}': {leftover_string,"${m[2]}"}`;
+  return `invalid expiration '${e}': no_integer`;
+}
+
+/** Enqueues a routed message, or returns it to the publisher when mandatory and unroutable. */
+export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queues: readonly Queue[]): void {
   const n = queues.length;
   if (n === 0) {
     if (a.mandatory) {
@@ -84,9 +128,12 @@ export function route(ch: Channel, a: A.BasicPublish, msg: Message): void {
       ch.conn.markDirty();
     }
   } else {
-    for (let i = 0; i < n; i++) queues[i]!.enqueue(msg);
+    for (let i = 0; i < n; i++) {
+      const q = queues[i]!;
+      if (!q.deleted) q.enqueue(msg);
+    }
   }
-  if (ch.confirmMode) vh.store.confirmAfterCommit(ch, ++ch.publishSeq);
+  if (ch.confirmMode) ch.vhost.store.confirmAfterCommit(ch, ++ch.publishSeq);
 }
 
 /** Direct reply-to: a request's reply-to 'amq.rabbitmq.reply-to' names this channel's pseudo-queue. */
@@ -103,26 +150,35 @@ function rewriteReplyTo(ch: Channel, msg: Message): void {
 
 // ------------------------------------------------------------------ consume
 
+/** An empty queue name means the last queue declared on the channel (spec and RabbitMQ). */
+export function lastQueueOr(ch: Channel, name: string): string {
+  if (name !== '') return name;
+  if (ch.lastQueue === '') throw notFound('no previously declared queue');
+  return ch.lastQueue;
+}
+
 export function basicConsume(ch: Channel, a: A.BasicConsume): void {
   const conn = ch.conn;
+  // a reused tag is refused before the queue is looked at (530, a connection error)
+  const tag =
+    a.consumerTag === '' ? `amq.ctag-${randomBytes(16).toString('base64url').slice(0, 22)}` : a.consumerTag;
+  if (ch.consumers.has(tag)) throw notAllowed(`attempt to reuse consumer tag '${tag}'`);
   let q: Queue;
   if (a.queue === REPLY_TO) {
     q = replyQueue(ch, a);
   } else {
-    // an empty queue name means the last queue declared on the channel (spec); RabbitMQ too
-    q = ch.vhost.getQueue(a.queue === '' ? ch.lastQueue : a.queue, conn.id);
-    if (a.exclusive && q.consumerCount > 0) {
-      throw accessRefused(`queue '${q.name}' in vhost '${ch.vhost.name}' in exclusive use`);
-    }
-    if (q.consumers.some((c) => c.exclusive)) {
+    q = ch.vhost.getQueue(lastQueueOr(ch, a.queue), conn.id);
+    if (q.consumerCount > 0 && (a.exclusive || q.consumers.some((c) => c.exclusive))) {
       throw accessRefused(`queue '${q.name}' in vhost '${ch.vhost.name}' in exclusive use`);
     }
   }
-  const tag =
-    a.consumerTag === '' ? `amq.ctag-${randomBytes(16).toString('base64url').slice(0, 22)}` : a.consumerTag;
-  if (ch.consumers.has(tag)) throw notAllowed(`attempt to reuse consumer tag '${tag}'`);
   const prio = a.arguments['x-priority'];
-  const priority = typeof prio === 'number' && Number.isInteger(prio) ? prio : 0;
+  if (prio !== undefined && !(typeof prio === 'number' && Number.isInteger(prio))) {
+    throw preconditionFailed(
+      `invalid arg 'x-priority' for queue '${q.name}' in vhost '${ch.vhost.name}': "expected integer, got ${argTypeName(a.arguments, 'x-priority')}"`,
+    );
+  }
+  const priority = typeof prio === 'number' ? prio : 0;
   const c = new Consumer(tag, ch, q, a.noAck, a.exclusive, priority, a.noAck ? 0 : ch.consumerPrefetch);
   ch.consumers.set(tag, c);
   if (!a.noWait) {
@@ -168,7 +224,7 @@ export function basicQos(ch: Channel, a: A.BasicQos): void {
 // ------------------------------------------------------------------ get
 
 export function basicGet(ch: Channel, a: A.BasicGet): void {
-  const q = ch.vhost.getQueue(a.queue === '' ? ch.lastQueue : a.queue, ch.conn.id);
+  const q = ch.vhost.getQueue(lastQueueOr(ch, a.queue), ch.conn.id);
   const out = ch.conn.out;
   const entry = q.get();
   if (entry === undefined) {
@@ -191,22 +247,25 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
 // ------------------------------------------------------------------ acknowledgements
 
 export function basicAck(ch: Channel, a: A.BasicAck): void {
-  const list = ch.select(a.deliveryTag, a.multiple);
-  if (ch.txMode) ch.txSettles.push({ kind: 'ack', tag: a.deliveryTag, multiple: a.multiple, requeue: false });
-  else ch.settle(list, false);
+  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), false);
 }
 
 export function basicNack(ch: Channel, a: A.BasicNack): void {
-  const list = ch.select(a.deliveryTag, a.multiple);
-  if (ch.txMode)
-    ch.txSettles.push({ kind: 'nack', tag: a.deliveryTag, multiple: a.multiple, requeue: a.requeue });
-  else ch.settle(list, a.requeue);
+  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue);
 }
 
 export function basicReject(ch: Channel, a: A.BasicReject): void {
-  const list = ch.select(a.deliveryTag, false);
-  if (ch.txMode) ch.txSettles.push({ kind: 'nack', tag: a.deliveryTag, multiple: false, requeue: a.requeue });
-  else ch.settle(list, a.requeue);
+  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue);
+}
+
+/** Outside a tx the deliveries are settled now; inside one they are held until commit. */
+function settleOrHold(ch: Channel, list: Unacked[], requeue: boolean): void {
+  if (!ch.txMode) {
+    ch.settle(list, requeue);
+    return;
+  }
+  ch.take(list);
+  ch.txSettles.push({ list, requeue });
 }
 
 /** basic.recover(-async): every unacked delivery of the channel goes back to its queue. */

@@ -33,4 +33,5 @@ export function channelFlow(ch: Channel, a: ChannelFlow): void {
   ch.flowActive = a.active;
   encodeChannelFlowOk(ch.conn.out, ch.number, { active: a.active });
   ch.conn.markDirty();
+  if (a.active) for (const c of ch.consumers.values()) c.queue.wake();
 }

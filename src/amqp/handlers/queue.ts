@@ -9,14 +9,16 @@ import {
   encodeQueueUnbindOk,
 } from '../../protocol/generated/methods.js';
 import type { Channel } from '../channel.js';
+import { lastQueueOr } from './basic.js';
 
 export function queueDeclare(ch: Channel, a: A.QueueDeclare): void {
   const out = ch.conn.out;
-  if (a.passive && a.queue === REPLY_TO) {
-    // clients check for direct reply-to support this way; it always exists
-    if (!a.noWait)
-      encodeQueueDeclareOk(out, ch.number, { queue: REPLY_TO, messageCount: 0, consumerCount: 0 });
-    ch.conn.markDirty();
+  if (a.queue === REPLY_TO || isLiveReplyQueue(ch, a.queue)) {
+    // direct reply-to: clients probe for it this way; RabbitMQ answers 0 messages, 1 consumer
+    if (!a.noWait) {
+      encodeQueueDeclareOk(out, ch.number, { queue: a.queue, messageCount: 0, consumerCount: 1 });
+      ch.conn.markDirty();
+    }
     return;
   }
   const q = ch.vhost.declareQueue(
@@ -41,15 +43,15 @@ export function queueDeclare(ch: Channel, a: A.QueueDeclare): void {
   }
 }
 
+function isLiveReplyQueue(ch: Channel, name: string): boolean {
+  return name.startsWith(`${REPLY_TO}.`) && ch.vhost.defaultExchange.hasReplyQueue(name);
+}
+
 export function queueBind(ch: Channel, a: A.QueueBind): void {
-  const queue = a.queue === '' ? ch.lastQueue : a.queue;
-  ch.vhost.bindQueue(
-    queue,
-    a.exchange,
-    a.routingKey === '' && a.queue === '' ? queue : a.routingKey,
-    a.arguments,
-    ch.conn.id,
-  );
+  const queue = lastQueueOr(ch, a.queue);
+  // spec: an empty routing key with an empty queue name binds with the queue's name
+  const key = a.routingKey === '' && a.queue === '' ? queue : a.routingKey;
+  ch.vhost.bindQueue(queue, a.exchange, key, a.arguments, ch.conn.id);
   if (!a.noWait) {
     encodeQueueBindOk(ch.conn.out, ch.number, {});
     ch.conn.markDirty();
@@ -57,14 +59,13 @@ export function queueBind(ch: Channel, a: A.QueueBind): void {
 }
 
 export function queueUnbind(ch: Channel, a: A.QueueUnbind): void {
-  const queue = a.queue === '' ? ch.lastQueue : a.queue;
-  ch.vhost.unbindQueue(queue, a.exchange, a.routingKey, a.arguments, ch.conn.id);
+  ch.vhost.unbindQueue(lastQueueOr(ch, a.queue), a.exchange, a.routingKey, a.arguments, ch.conn.id);
   encodeQueueUnbindOk(ch.conn.out, ch.number, {});
   ch.conn.markDirty();
 }
 
 export function queuePurge(ch: Channel, a: A.QueuePurge): void {
-  const n = ch.vhost.purgeQueue(a.queue === '' ? ch.lastQueue : a.queue, ch.conn.id);
+  const n = ch.vhost.purgeQueue(lastQueueOr(ch, a.queue), ch.conn.id);
   if (!a.noWait) {
     encodeQueuePurgeOk(ch.conn.out, ch.number, { messageCount: n });
     ch.conn.markDirty();
@@ -72,7 +73,7 @@ export function queuePurge(ch: Channel, a: A.QueuePurge): void {
 }
 
 export function queueDelete(ch: Channel, a: A.QueueDelete): void {
-  const n = ch.vhost.deleteQueue(a.queue === '' ? ch.lastQueue : a.queue, a.ifUnused, a.ifEmpty, ch.conn.id);
+  const n = ch.vhost.deleteQueue(lastQueueOr(ch, a.queue), a.ifUnused, a.ifEmpty, ch.conn.id);
   if (!a.noWait) {
     encodeQueueDeleteOk(ch.conn.out, ch.number, { messageCount: n });
     ch.conn.markDirty();

@@ -8,7 +8,7 @@ import {
   encodeTxSelectOk,
 } from '../../protocol/generated/methods.js';
 import type { Channel } from '../channel.js';
-import { route } from './basic.js';
+import { deliverRouted } from './basic.js';
 
 export function confirmSelect(ch: Channel, a: A.ConfirmSelect): void {
   if (ch.txMode) throw preconditionFailed('cannot switch from tx to confirm mode');
@@ -33,18 +33,15 @@ export function txCommit(ch: Channel): void {
   const settles = ch.txSettles;
   ch.txPublishes = [];
   ch.txSettles = [];
-  for (const p of publishes) route(ch, p.args, p.msg);
-  for (const s of settles) {
-    // a tag may have been settled by an earlier entry of the same transaction
-    const list = s.multiple ? ch.select(s.tag, true) : ch.unacked.has(s.tag) ? ch.select(s.tag, false) : [];
-    ch.settle(list, s.kind === 'nack' && s.requeue);
-  }
+  for (const p of publishes) deliverRouted(ch, p.args, p.msg, p.queues);
+  for (const s of settles) ch.settle(s.list, s.requeue, true);
   encodeTxCommitOk(ch.conn.out, ch.number, {});
   ch.conn.markDirty();
 }
 
 export function txRollback(ch: Channel): void {
   if (!ch.txMode) throw preconditionFailed('channel is not transactional');
+  ch.restore(ch.txSettles);
   ch.txPublishes = [];
   ch.txSettles = [];
   encodeTxRollbackOk(ch.conn.out, ch.number, {});

@@ -32,13 +32,17 @@ export class DefaultExchange extends Exchange {
     this.replyQueues.set(q.name, q);
   }
 
+  hasReplyQueue(name: string): boolean {
+    return this.replyQueues.has(name);
+  }
+
   removeReplyQueue(q: Queue): void {
     if (this.replyQueues.get(q.name) === q) this.replyQueues.delete(q.name);
   }
 
   /** The returned array is reused by the next call. */
-  match(msg: Message): readonly Destination[] {
-    const rk = msg.routingKey;
+  match(_msg: Message, routingKey: string): readonly Destination[] {
+    const rk = routingKey;
     const q = this.queues.get(rk) ?? (rk.startsWith(REPLY_PREFIX) ? this.replyQueues.get(rk) : undefined);
     if (q === undefined) return NONE;
     this.one[0] = q;

@@ -22,7 +22,7 @@ export class DirectExchange extends Exchange {
     if (list.length === 0) this.byKey.delete(b.routingKey);
   }
 
-  match(msg: Message): readonly Destination[] {
-    return this.byKey.get(msg.routingKey) ?? NONE;
+  match(msg: Message, routingKey: string): readonly Destination[] {
+    return this.byKey.get(routingKey) ?? NONE;
   }
 }

@@ -60,8 +60,8 @@ export abstract class Exchange implements Destination {
   /** Adds the binding to the routing index (the caller has checked it is new). */
   abstract addBinding(b: Binding): void;
   abstract removeBinding(b: Binding): void;
-  /** Destinations for `msg`; may contain duplicates; must not be mutated. */
-  abstract match(msg: Message): readonly Destination[];
+  /** Destinations for `msg` under `routingKey`; may contain duplicates; must not be mutated. */
+  abstract match(msg: Message, routingKey: string): readonly Destination[];
 }
 
 /** Canonical text of an arguments table, for binding identity. */

@@ -15,7 +15,7 @@ export class FanoutExchange extends Exchange {
     if (i >= 0) this.all.splice(i, 1);
   }
 
-  match(_msg: Message): readonly Destination[] {
+  match(_msg: Message, _routingKey: string): readonly Destination[] {
     return this.all;
   }
 }

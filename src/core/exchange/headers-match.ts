@@ -23,10 +23,12 @@
 
 import {
   Decimal,
+  FIELD_TYPE_NAMES,
   type FieldTable,
   type FieldType,
   type FieldValue,
   Typed,
+  wireTypeOf,
 } from '../../protocol/field-table.js';
 
 /** The four `x-match` modes. */
@@ -64,7 +66,7 @@ export function headersMatch(bindingArgs: FieldTable, headers: FieldTable | unde
 export function validateXMatch(args: FieldTable): string | null {
   const v = own(args, 'x-match');
   if (v === undefined) return null;
-  const type = wireType(v);
+  const type = wireTypeOf(args, 'x-match') ?? wireType(v);
   if (type !== 'S') {
     const raw = v instanceof Typed ? v.value : v;
     return `Invalid x-match field type ${ERLANG_TYPE[type]} (value ${erlangTerm(type, raw)}); expected longstr`;
@@ -153,25 +155,7 @@ function tablesEqual(a: FieldTable, b: FieldTable): boolean {
 }
 
 /** Erlang's names for the wire types, as RabbitMQ prints them in errors. */
-const ERLANG_TYPE: Record<FieldType, string> = {
-  t: 'bool',
-  b: 'byte',
-  B: 'unsignedbyte',
-  s: 'short',
-  u: 'unsignedshort',
-  I: 'signedint',
-  i: 'unsignedint',
-  l: 'long',
-  f: 'float',
-  d: 'double',
-  D: 'decimal',
-  S: 'longstr',
-  x: 'binary',
-  A: 'array',
-  T: 'timestamp',
-  F: 'table',
-  V: 'void',
-};
+const ERLANG_TYPE = FIELD_TYPE_NAMES;
 
 /** The wire type a value has, or would be encoded with (the encoder's choice for plain values). */
 function wireType(v: FieldValue): FieldType {

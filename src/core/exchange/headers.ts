@@ -18,7 +18,7 @@ export class HeadersExchange extends Exchange {
   }
 
   /** The returned array is reused by the next call. */
-  match(msg: Message): readonly Destination[] {
+  match(msg: Message, _routingKey: string): readonly Destination[] {
     const out = this.out;
     out.length = 0;
     if (this.list.length === 0) return out;

@@ -27,8 +27,8 @@ export class TopicExchange extends Exchange {
     }
   }
 
-  match(msg: Message): readonly Destination[] {
-    return this.trie.match(msg.routingKey);
+  match(msg: Message, routingKey: string): readonly Destination[] {
+    return this.trie.match(routingKey);
   }
 }
 
