@@ -4,7 +4,7 @@
  * transactions, and the closing handshake (after we send channel.close, frames are discarded
  * until close-ok).
  */
-import type { Message } from '../core/message.js';
+import { type Message, withDeliveryCount } from '../core/message.js';
 import type { Queue, QueueEntry } from '../core/queue.js';
 import type { ConfirmTarget, VHost } from '../core/vhost.js';
 import {
@@ -42,6 +42,10 @@ export const ChannelState = {
 } as const;
 export type ChannelState = (typeof ChannelState)[keyof typeof ChannelState];
 
+/** How a delivery is settled. */
+export const Settle = { Ack: 0, Requeue: 1, Reject: 2 } as const;
+export type Settle = (typeof Settle)[keyof typeof Settle];
+
 /** A delivery waiting for basic.ack / nack / reject. */
 export class Unacked {
   constructor(
@@ -62,7 +66,7 @@ export interface PendingPublish {
 /** An acknowledgement held until tx.commit; its tags already left the unacked table. */
 export interface PendingSettle {
   list: Unacked[];
-  requeue: boolean;
+  how: Settle;
 }
 
 export class Channel implements ConfirmTarget {
@@ -89,6 +93,8 @@ export class Channel implements ConfirmTarget {
   confirmMode = false;
   publishSeq = 0;
   batchConfirmSeq = 0;
+  /** publish sequence numbers to nack instead of ack (rare: refused by x-overflow) */
+  nackSeqs: number[] = [];
   private confirmedSeq = 0;
 
   // transactions
@@ -271,7 +277,8 @@ export class Channel implements ConfirmTarget {
       c.unacked++;
       this.unackedCount++;
     }
-    const msg = entry.msg;
+    const msg =
+      q.countsDeliveries && redelivered ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
     const out = this.conn.out;
     encodeBasicDeliver(out, this.number, {
       consumerTag: c.tag,
@@ -315,10 +322,10 @@ export class Channel implements ConfirmTarget {
   }
 
   /**
-   * Settles deliveries: acked (or dropped) when `requeue` is false, else back to their queues.
-   * `taken` entries were already removed from the unacked table (by an ack inside a tx).
+   * Settles deliveries: acked, requeued (back to their queues, redelivered) or rejected
+   * (dropped or dead-lettered). `taken` entries already left the unacked table (a tx ack).
    */
-  settle(list: Unacked[], requeue: boolean, taken = false): void {
+  settle(list: Unacked[], how: Settle, taken = false): void {
     for (const u of list) {
       if (!taken && !this.unacked.delete(u.tag)) continue;
       const c = u.consumer;
@@ -326,8 +333,9 @@ export class Channel implements ConfirmTarget {
         c.unacked--;
         this.unackedCount--;
       }
-      if (requeue) u.queue.requeue(u.entry);
-      else u.queue.settle(u.entry);
+      if (how === Settle.Ack) u.queue.settle(u.entry);
+      else if (how === Settle.Requeue) u.queue.requeue(u.entry);
+      else u.queue.reject(u.entry);
       if (c?.active && this.globalPrefetch === 0) c.queue.wake();
     }
     if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake();
@@ -379,8 +387,20 @@ export class Channel implements ConfirmTarget {
 
   confirmUpTo(seq: number): void {
     if (this.state !== ChannelState.Open || seq <= this.confirmedSeq) return;
-    encodeBasicAck(this.conn.out, this.number, { deliveryTag: seq, multiple: seq > this.confirmedSeq + 1 });
-    this.confirmedSeq = seq;
+    const out = this.conn.out;
+    // publishes refused by a queue (x-overflow reject-publish) are nacked one by one
+    while (this.nackSeqs.length > 0 && this.nackSeqs[0]! <= seq) {
+      const n = this.nackSeqs.shift()!;
+      if (n - 1 > this.confirmedSeq) {
+        encodeBasicAck(out, this.number, { deliveryTag: n - 1, multiple: n - 1 > this.confirmedSeq + 1 });
+      }
+      encodeBasicNack(out, this.number, { deliveryTag: n, multiple: false, requeue: false });
+      this.confirmedSeq = n;
+    }
+    if (seq > this.confirmedSeq) {
+      encodeBasicAck(out, this.number, { deliveryTag: seq, multiple: seq > this.confirmedSeq + 1 });
+      this.confirmedSeq = seq;
+    }
     this.conn.markDirty();
   }
 
@@ -439,6 +459,6 @@ export class Channel implements ConfirmTarget {
     this.restore(this.txSettles);
     this.txPublishes = [];
     this.txSettles = [];
-    if (this.unacked.size > 0) this.settle([...this.unacked.values()], true);
+    if (this.unacked.size > 0) this.settle([...this.unacked.values()], Settle.Requeue);
   }
 }

@@ -4,7 +4,13 @@
  * fields routing needs are peeked without decoding the property table.
  */
 import { decodeTable, type FieldTable } from '../protocol/field-table.js';
-import { PropertyIndex, propertyOffset } from '../protocol/generated/properties.js';
+import {
+  decodeBasicProperties,
+  encodeBasicProperties,
+  PropertyIndex,
+  propertyOffset,
+} from '../protocol/generated/properties.js';
+import { OutBuffer } from '../protocol/out-buffer.js';
 
 const NOT_READ = -2;
 
@@ -15,6 +21,7 @@ export class Message {
   properties: Buffer;
   readonly body: Buffer;
   private mode = NOT_READ;
+  private prio = NOT_READ;
   private headersCache: FieldTable | null | undefined = undefined;
 
   constructor(exchange: string, routingKey: string, properties: Buffer, body: Buffer) {
@@ -31,6 +38,21 @@ export class Message {
       this.mode = o < 0 ? 0 : this.properties[o]!;
     }
     return this.mode;
+  }
+
+  /** priority property, 0 when absent */
+  get priority(): number {
+    if (this.prio === NOT_READ) {
+      const o = propertyOffset(this.properties, 0, PropertyIndex.PRIORITY);
+      this.prio = o < 0 ? 0 : this.properties[o]!;
+    }
+    return this.prio;
+  }
+
+  /** Per-message TTL from the expiration property, in ms (validated at publish); -1 when absent. */
+  expirationMs(): number {
+    const e = this.shortProperty(PropertyIndex.EXPIRATION);
+    return e === undefined ? -1 : Number(e);
   }
 
   get persistent(): boolean {
@@ -57,4 +79,13 @@ export class Message {
     }
     return this.headersCache;
   }
+}
+
+/** A copy of `msg` whose headers say how often it was delivered before (quorum queues). */
+export function withDeliveryCount(msg: Message, count: number): Message {
+  const props = decodeBasicProperties(msg.properties, 0, msg.properties.length);
+  props.headers = { ...(props.headers ?? {}), 'x-delivery-count': count };
+  const w = new OutBuffer();
+  encodeBasicProperties(w, props);
+  return new Message(msg.exchange, msg.routingKey, Buffer.concat(w.take()), msg.body);
 }

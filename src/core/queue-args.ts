@@ -181,10 +181,10 @@ const oneOf =
 
 const str =
   (arg: string): Rule =>
-  (v) =>
+  (v, wire) =>
     typeof v === 'string' || Buffer.isBuffer(v)
       ? null
-      : `invalid type '${fieldTypeName(v)}' for arg '${arg}'`;
+      : `invalid type '${typeName(v, wire)}' for arg '${arg}'`;
 
 const RULES: [string, Rule][] = [
   ['x-expires', integer('positive')],
@@ -198,7 +198,7 @@ const RULES: [string, Rule][] = [
   ['x-queue-mode', oneOf('invalid_queue_mode', ['default', 'lazy'])],
   [
     'x-single-active-consumer',
-    (v) => (typeof v === 'boolean' ? null : `"expected bool, got ${fieldTypeName(v)}"`),
+    (v, w) => (typeof v === 'boolean' ? null : `"expected bool, got ${typeName(v, w)}"`),
   ],
   ['x-delivery-limit', integer('zero')],
 ];

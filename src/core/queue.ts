@@ -1,13 +1,15 @@
 /**
- * A queue: ready messages in publish order, consumers served round-robin by priority, and the
- * bookkeeping for requeue (back at the original position, marked redelivered). Deliveries run
- * in bounded passes from the tick (core/delivery.ts), never per publish.
+ * A queue: ready messages in publish order (or by priority), consumers served round-robin by
+ * priority, and the bookkeeping for requeue (back at the original position, marked
+ * redelivered). Deliveries run in bounded passes from the tick (core/delivery.ts), never per
+ * publish. The x-arguments RabbitMQ users rely on live here: message TTL, max length with its
+ * overflow modes, max priority and dead-lettering (through the owner).
  */
 import type { FieldTable } from '../protocol/field-table.js';
-import { Deque } from '../util/deque.js';
 import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import type { Message } from './message.js';
+import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
 
 /** One message in one queue. */
 export class QueueEntry {
@@ -17,6 +19,8 @@ export class QueueEntry {
     readonly msg: Message,
     /** position in the queue: requeue puts the entry back in seq order */
     readonly seq: number,
+    /** when it expires (ms since the epoch); 0 = never */
+    readonly expiresAt: number,
   ) {}
 }
 
@@ -33,8 +37,18 @@ export interface QueueConsumer {
   cancelledByQueue(): void;
 }
 
+export type DeathReason = 'expired' | 'maxlen' | 'rejected';
+
+/** Where a queue sends its dead messages (the vhost). */
+export interface DeadLetterSink {
+  /** Routes a dead message to the queue's dead-letter exchange (x-dead-letter-exchange). */
+  deadLetter(queue: Queue, msg: Message, reason: DeathReason): void;
+}
+
 /** Most messages a queue delivers in one pass before letting others run. */
 const PASS_BUDGET = 512;
+
+type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
 export class Queue implements Destination {
   readonly isQueue = true;
@@ -46,7 +60,7 @@ export class Queue implements Destination {
   readonly owner: number;
   routeEpoch = 0;
   readonly inbound = new Set<Binding>();
-  readonly ready = new Deque<QueueEntry>();
+  readonly ready: ReadyList;
   consumers: QueueConsumer[] = [];
   /** delivered, not yet acknowledged */
   unacked = 0;
@@ -55,9 +69,24 @@ export class Queue implements Destination {
   hadConsumer = false;
   /** queued for the next delivery pass */
   scheduled = false;
+  /** last time the queue was used (consumer, get, declare), for x-expires */
+  lastUsed = Date.now();
+  /** set by the vhost when the queue has a dead-letter exchange */
+  deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
   private rr = 0;
   private mixedPriorities = false;
+  // x-arguments
+  private readonly ttl: number;
+  private readonly maxLength: number;
+  private readonly maxBytes: number;
+  private readonly overflow: Overflow;
+  readonly deadLetterExchange: string | undefined;
+  readonly deadLetterRoutingKey: string | undefined;
+  /** quorum queues tell consumers how often a message was delivered (x-delivery-count) */
+  readonly countsDeliveries: boolean;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryAt = 0;
 
   constructor(name: string, durable: boolean, autoDelete: boolean, owner: number, args: FieldTable) {
     this.name = name;
@@ -65,6 +94,24 @@ export class Queue implements Destination {
     this.autoDelete = autoDelete;
     this.owner = owner;
     this.args = args;
+    const num = (k: string): number => {
+      const v = args[k];
+      return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : -1;
+    };
+    const str = (k: string): string | undefined => {
+      const v = args[k];
+      return typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : undefined;
+    };
+    this.ttl = num('x-message-ttl');
+    this.maxLength = num('x-max-length');
+    this.maxBytes = num('x-max-length-bytes');
+    const o = str('x-overflow');
+    this.overflow = o === 'reject-publish' || o === 'reject-publish-dlx' ? o : 'drop-head';
+    this.deadLetterExchange = str('x-dead-letter-exchange');
+    this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
+    this.countsDeliveries = args['x-queue-type'] === 'quorum';
+    const maxPriority = num('x-max-priority');
+    this.ready = maxPriority > 0 ? new PriorityReady(Math.min(maxPriority, 255)) : new FifoReady();
   }
 
   get exclusive(): boolean {
@@ -79,30 +126,117 @@ export class Queue implements Destination {
     return this.consumers.length;
   }
 
-  enqueue(msg: Message): void {
-    this.ready.push(new QueueEntry(msg, this.nextSeq++));
+  /**
+   * Adds a published message. Returns false when x-overflow reject-publish refuses it (the
+   * publisher's confirm becomes a nack).
+   */
+  enqueue(msg: Message): boolean {
+    if (this.maxLength >= 0 || this.maxBytes >= 0) {
+      if (this.overflow !== 'drop-head' && this.full(msg.body.length)) {
+        if (this.overflow === 'reject-publish-dlx') this.dead(msg, 'maxlen');
+        return false;
+      }
+    }
+    let expiresAt = 0;
+    const perMessage =
+      msg.properties.length > 2 && msg.properties.readUInt16BE(0) & 0x0100 ? msg.expirationMs() : -1;
+    const ttl = perMessage >= 0 && (this.ttl < 0 || perMessage < this.ttl) ? perMessage : this.ttl;
+    if (ttl >= 0) {
+      // TTL 0: the message lives only if a consumer can take it right now
+      if (ttl === 0 && !this.deliverNow(msg)) {
+        this.dead(msg, 'expired');
+        return true;
+      }
+      if (ttl === 0) return true;
+      expiresAt = Date.now() + ttl;
+    }
+    this.ready.push(new QueueEntry(msg, this.nextSeq++, expiresAt));
+    if (this.maxLength >= 0 || this.maxBytes >= 0) this.dropOverflow();
+    if (expiresAt !== 0) this.armExpiry(expiresAt);
     if (this.consumers.length > 0) scheduleDelivery(this);
+    return true;
   }
+
+  /** Delivers a zero-TTL message at once if a consumer can take it. */
+  private deliverNow(msg: Message): boolean {
+    if (this.ready.length > 0) return false;
+    const c = this.pick();
+    if (c === null) return false;
+    this.unacked++;
+    c.deliver(this, new QueueEntry(msg, this.nextSeq++, 0));
+    return true;
+  }
+
+  private full(incoming: number): boolean {
+    return (
+      (this.maxLength >= 0 && this.ready.length >= this.maxLength) ||
+      (this.maxBytes >= 0 && this.ready.bytes + incoming > this.maxBytes)
+    );
+  }
+
+  /** drop-head: the oldest messages make room (dead-lettered with reason maxlen). */
+  private dropOverflow(): void {
+    while (
+      this.ready.length > 0 &&
+      ((this.maxLength >= 0 && this.ready.length > this.maxLength) ||
+        (this.maxBytes >= 0 && this.ready.bytes > this.maxBytes))
+    ) {
+      const e = this.ready.shift()!;
+      this.dead(e.msg, 'maxlen');
+    }
+  }
+
+  private dead(msg: Message, reason: DeathReason): void {
+    if (this.deadLetterExchange !== undefined && this.deadLetters !== null)
+      this.deadLetters.deadLetter(this, msg, reason);
+  }
+
+  // ---------------------------------------------------------------- expiry
+
+  /** Drops (dead-letters) the expired messages at the head of the queue. */
+  expireHeads(now = Date.now()): void {
+    for (;;) {
+      let removed = false;
+      for (const h of this.ready.heads()) {
+        if (h.expiresAt !== 0 && h.expiresAt <= now) {
+          this.ready.removeHead(h);
+          this.dead(h.msg, 'expired');
+          removed = true;
+        }
+      }
+      if (!removed) break;
+    }
+    let next = 0;
+    for (const h of this.ready.heads())
+      if (h.expiresAt !== 0 && (next === 0 || h.expiresAt < next)) next = h.expiresAt;
+    if (next !== 0) this.armExpiry(next);
+  }
+
+  /** One timer per queue, for the earliest head expiry. */
+  private armExpiry(at: number): void {
+    if (this.deleted) return;
+    if (this.expiryTimer !== null && this.expiryAt <= at) return;
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryAt = at;
+    this.expiryTimer = setTimeout(
+      () => {
+        this.expiryTimer = null;
+        this.expiryAt = 0;
+        this.expireHeads();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.expiryTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- delivery
 
   /** Puts a delivered entry back at its original position, to be redelivered. */
   requeue(entry: QueueEntry): void {
     this.unacked--;
     if (this.deleted) return;
-    const r = this.ready;
-    const last = r.peekLast();
-    if (last === undefined || last.seq < entry.seq) {
-      r.push(entry);
-    } else {
-      // binary search for the first ready entry with a larger seq
-      let lo = 0;
-      let hi = r.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (r.at(mid)!.seq < entry.seq) lo = mid + 1;
-        else hi = mid;
-      }
-      r.insertAt(lo, entry);
-    }
+    this.ready.requeue(entry);
+    if (entry.expiresAt !== 0) this.armExpiry(entry.expiresAt);
     if (this.consumers.length > 0) scheduleDelivery(this);
   }
 
@@ -111,21 +245,28 @@ export class Queue implements Destination {
     this.unacked--;
   }
 
+  /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */
+  reject(entry: QueueEntry): void {
+    this.unacked--;
+    this.dead(entry.msg, 'rejected');
+  }
+
   /** basic.get: the next ready entry, counted as delivered. */
   get(): QueueEntry | undefined {
+    this.lastUsed = Date.now();
+    if (this.ttl >= 0 || this.expiryTimer !== null) this.expireHeads();
     const e = this.ready.shift();
     if (e) this.unacked++;
     return e;
   }
 
   purge(): number {
-    const n = this.ready.length;
-    this.ready.clear();
-    return n;
+    return this.ready.drain().length;
   }
 
   addConsumer(c: QueueConsumer): void {
     this.hadConsumer = true;
+    this.lastUsed = Date.now();
     // keep consumers sorted by priority, highest first; equal priorities in arrival order
     let i = this.consumers.length;
     while (i > 0 && this.consumers[i - 1]!.priority < c.priority) i--;
@@ -140,6 +281,7 @@ export class Queue implements Destination {
     if (i < 0) return false;
     this.consumers.splice(i, 1);
     if (this.rr > i) this.rr--;
+    this.lastUsed = Date.now();
     this.mixedPriorities =
       this.consumers.length > 0 && this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
     return this.autoDelete && this.hadConsumer && this.consumers.length === 0;
@@ -155,6 +297,7 @@ export class Queue implements Destination {
    * (the scheduler runs it again next tick); false when out of messages or willing consumers.
    */
   deliverPass(): boolean {
+    if (this.expiryTimer !== null) this.expireHeads();
     let budget = PASS_BUDGET;
     const ready = this.ready;
     while (ready.length > 0) {
@@ -206,8 +349,9 @@ export class Queue implements Destination {
   /** Marks the queue deleted and tells its consumers; returns the number of ready messages dropped. */
   markDeleted(): number {
     this.deleted = true;
-    const n = this.ready.length;
-    this.ready.clear();
+    if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    const n = this.ready.drain().length;
     const cs = this.consumers;
     this.consumers = [];
     for (const c of cs) c.cancelledByQueue();

@@ -10,6 +10,7 @@ import type { Store } from '../storage/store.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
 
+import { deadLettered, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
 import { DirectExchange } from './exchange/direct.js';
 import {
@@ -25,7 +26,7 @@ import { HeadersExchange } from './exchange/headers.js';
 import { validateXMatch } from './exchange/headers-match.js';
 import { TopicExchange } from './exchange/topic.js';
 import type { Message } from './message.js';
-import { Queue } from './queue.js';
+import { type DeathReason, Queue } from './queue.js';
 import { argsEquivalence, argTypeName, describe, validateQueueArgs } from './queue-args.js';
 
 export interface QueueDeclare {
@@ -42,6 +43,7 @@ export interface QueueDeclare {
  * for names that are not atoms it says "unknown". These are the common names that are atoms.
  */
 const ERLANG_ATOMS = new Set([
+  '',
   'foo',
   'bar',
   'queue',
@@ -194,6 +196,7 @@ export class VHost {
     if (existing) {
       this.checkExclusive(existing, owner);
       if (existing.exclusive !== d.exclusive) throw this.lockedError(existing);
+      existing.lastUsed = Date.now();
       const diff = (arg: string, got: boolean, cur: boolean) => {
         throw preconditionFailed(
           `inequivalent arg '${arg}' for ${this.q(name)}: received '${got}' but current is '${cur}'`,
@@ -211,7 +214,9 @@ export class VHost {
     const invalid = validateQueueArgs(d, this.q(name));
     if (invalid) throw preconditionFailed(invalid);
     const q = new Queue(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
+    q.deadLetters = this;
     this.queues.set(name, q);
+    this.armQueueExpiry(q);
     return q;
   }
 
@@ -241,6 +246,30 @@ export class VHost {
     if (ifUnused && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
     if (ifEmpty && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} not empty`);
     return this.removeQueue(q);
+  }
+
+  /** x-expires: the queue is deleted once unused (no consumers, get or declare) that long. */
+  private armQueueExpiry(q: Queue): void {
+    const v = q.args['x-expires'];
+    const ms = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+    if (ms <= 0) return;
+    const check = () => {
+      if (q.deleted || this.queues.get(q.name) !== q) return;
+      const idle = Date.now() - q.lastUsed;
+      if (q.consumerCount === 0 && idle >= ms) this.removeQueue(q);
+      else setTimeout(check, q.consumerCount > 0 ? ms : ms - idle).unref();
+    };
+    setTimeout(check, ms).unref();
+  }
+
+  /** Republishes a dead message to the queue's dead-letter exchange (DeadLetterSink). */
+  deadLetter(queue: Queue, msg: Message, reason: DeathReason): void {
+    const ex = this.exchanges.get(queue.deadLetterExchange ?? '');
+    if (ex === undefined) return; // RabbitMQ drops it when the exchange does not exist
+    const dead = deadLettered(queue, msg, reason);
+    const extra = queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined;
+    const targets = this.route(ex, dead, extra, []);
+    for (const q of targets) if (!isDeadLetterCycle(dead, q)) q.enqueue(dead);
   }
 
   /** Removes a queue and its bindings, cancelling its consumers. */
@@ -331,8 +360,7 @@ export class VHost {
    * The queues `msg` reaches from `ex`, each once; alternate exchanges are tried when nothing
    * matched. The returned array is reused by the next call.
    */
-  route(ex: Exchange, msg: Message, extraKeys?: readonly string[]): Queue[] {
-    const out = this.routed;
+  route(ex: Exchange, msg: Message, extraKeys?: readonly string[], out: Queue[] = this.routed): Queue[] {
     out.length = 0;
     const epoch = ++this.epoch;
     this.routeInto(ex, msg, msg.routingKey, out, epoch);
@@ -371,6 +399,14 @@ export class VHost {
       else this.routeInto(d as Exchange, msg, key, out, epoch);
     }
   }
+}
+
+/** The CC routing keys of a message (kept when dead-lettering without a new routing key). */
+function ccKeys(msg: Message): string[] | undefined {
+  const cc = msg.headers()?.['CC'];
+  if (!Array.isArray(cc)) return undefined;
+  const keys = cc.filter((k): k is string => typeof k === 'string');
+  return keys.length > 0 ? keys : undefined;
 }
 
 function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {

@@ -1,7 +1,7 @@
 /** basic class: publish, consume, cancel, get, qos, ack, nack, reject, recover. */
 import { randomBytes } from 'node:crypto';
 import { REPLY_TO } from '../../core/exchange/default.js';
-import { Message } from '../../core/message.js';
+import { Message, withDeliveryCount } from '../../core/message.js';
 import { Queue } from '../../core/queue.js';
 import { argTypeName } from '../../core/queue-args.js';
 import {
@@ -30,7 +30,7 @@ import {
   propertyListEnd,
 } from '../../protocol/generated/properties.js';
 import { OutBuffer } from '../../protocol/out-buffer.js';
-import type { Channel, Unacked } from '../channel.js';
+import { type Channel, Settle, type Unacked } from '../channel.js';
 import { Consumer } from '../consumer.js';
 import { writeContent } from '../content-writer.js';
 
@@ -128,10 +128,13 @@ export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queu
       ch.conn.markDirty();
     }
   } else {
+    let refused = false;
     for (let i = 0; i < n; i++) {
       const q = queues[i]!;
-      if (!q.deleted) q.enqueue(msg);
+      if (!q.deleted && !q.enqueue(msg)) refused = true;
     }
+    // x-overflow reject-publish: the publisher hears basic.nack for this message
+    if (refused && ch.confirmMode) ch.nackSeqs.push(ch.publishSeq + 1);
   }
   if (ch.confirmMode) ch.vhost.store.confirmAfterCommit(ch, ++ch.publishSeq);
 }
@@ -239,7 +242,9 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
       routingKey: entry.msg.routingKey,
       messageCount: q.messageCount,
     });
-    writeContent(out, ch.number, entry.msg, ch.conn.frameMax);
+    const msg =
+      q.countsDeliveries && redelivered ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
+    writeContent(out, ch.number, msg, ch.conn.frameMax);
   }
   ch.conn.markDirty();
 }
@@ -247,31 +252,31 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
 // ------------------------------------------------------------------ acknowledgements
 
 export function basicAck(ch: Channel, a: A.BasicAck): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), false);
+  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), Settle.Ack);
 }
 
 export function basicNack(ch: Channel, a: A.BasicNack): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue);
+  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue ? Settle.Requeue : Settle.Reject);
 }
 
 export function basicReject(ch: Channel, a: A.BasicReject): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue);
+  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue ? Settle.Requeue : Settle.Reject);
 }
 
 /** Outside a tx the deliveries are settled now; inside one they are held until commit. */
-function settleOrHold(ch: Channel, list: Unacked[], requeue: boolean): void {
+function settleOrHold(ch: Channel, list: Unacked[], how: Settle): void {
   if (!ch.txMode) {
-    ch.settle(list, requeue);
+    ch.settle(list, how);
     return;
   }
   ch.take(list);
-  ch.txSettles.push({ list, requeue });
+  ch.txSettles.push({ list, how });
 }
 
 /** basic.recover(-async): every unacked delivery of the channel goes back to its queue. */
 export function basicRecover(ch: Channel, requeue: boolean, sync: boolean): void {
   if (!requeue) throw notImplemented('requeue=false');
-  ch.settle([...ch.unacked.values()], true);
+  ch.settle([...ch.unacked.values()], Settle.Requeue);
   if (sync) {
     encodeBasicRecoverOk(ch.conn.out, ch.number, {});
     ch.conn.markDirty();

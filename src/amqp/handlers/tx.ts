@@ -34,7 +34,7 @@ export function txCommit(ch: Channel): void {
   ch.txPublishes = [];
   ch.txSettles = [];
   for (const p of publishes) deliverRouted(ch, p.args, p.msg, p.queues);
-  for (const s of settles) ch.settle(s.list, s.requeue, true);
+  for (const s of settles) ch.settle(s.list, s.how, true);
   encodeTxCommitOk(ch.conn.out, ch.number, {});
   ch.conn.markDirty();
 }

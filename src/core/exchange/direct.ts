@@ -22,7 +22,7 @@ export class DirectExchange extends Exchange {
     if (list.length === 0) this.byKey.delete(b.routingKey);
   }
 
-  match(msg: Message, routingKey: string): readonly Destination[] {
+  match(_msg: Message, routingKey: string): readonly Destination[] {
     return this.byKey.get(routingKey) ?? NONE;
   }
 }

@@ -27,7 +27,7 @@ export class TopicExchange extends Exchange {
     }
   }
 
-  match(msg: Message, routingKey: string): readonly Destination[] {
+  match(_msg: Message, routingKey: string): readonly Destination[] {
     return this.trie.match(routingKey);
   }
 }
