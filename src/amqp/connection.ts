@@ -35,6 +35,7 @@ import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js
 import { OutBuffer } from '../protocol/out-buffer.js';
 import { Channel } from './channel.js';
 import { scheduleFlush } from './flush-scheduler.js';
+import { PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 import { handshakeMethod, sendStart } from './handshake.js';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
@@ -42,7 +43,7 @@ const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
 /** After sending connection.close, wait this long for close-ok before dropping the socket. */
 const CLOSE_OK_TIMEOUT = 3_000;
 /** Deliveries pause while this many bytes wait in the output buffer. */
-const OUT_BUFFER_LIMIT = 256 * 1024;
+const OUT_BUFFER_LIMIT = 512 * 1024;
 
 /** What a connection needs from the broker. */
 export interface ConnectionContext {
@@ -99,6 +100,9 @@ export class Connection implements FrameSink {
   blocked = false;
 
   private readonly channels = new Map<number, Channel>();
+  /** publishes left this tick before reading pauses (publish-flow.ts) */
+  private publishCredit = PUBLISH_CREDIT;
+  private readPaused = false;
   private header: Buffer | null = Buffer.alloc(0);
   private queuedForFlush = false;
   /** The socket accepted everything written so far (false until 'drain'). */
@@ -419,6 +423,21 @@ export class Connection implements FrameSink {
     if (blocked) encodeConnectionBlocked(this.out, 0, { reason });
     else encodeConnectionUnblocked(this.out, 0, {});
     this.markDirty();
+  }
+
+  /** Counts one publish against this tick's credit; pauses reading when it runs out. */
+  published(): void {
+    if (--this.publishCredit === 0 && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+      scheduleResume(this);
+    }
+  }
+
+  resumeReading(): void {
+    this.publishCredit = PUBLISH_CREDIT;
+    this.readPaused = false;
+    if (this.state !== ConnState.Closed) this.socket.resume();
   }
 
   // ---------------------------------------------------------------- output

@@ -46,7 +46,7 @@ export interface DeadLetterSink {
 }
 
 /** Most messages a queue delivers in one pass before letting others run. */
-const PASS_BUDGET = 512;
+const PASS_BUDGET = 4096;
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 

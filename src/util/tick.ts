@@ -11,6 +11,8 @@ export const Phase = {
   Commit: 1,
   /** connections write out their buffers */
   Flush: 2,
+  /** publishers paused for the tick read again */
+  Resume: 3,
 } as const;
 
 const phases: ((() => void) | undefined)[] = [];
