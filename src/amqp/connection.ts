@@ -35,8 +35,8 @@ import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js
 import { OutBuffer } from '../protocol/out-buffer.js';
 import { Channel } from './channel.js';
 import { scheduleFlush } from './flush-scheduler.js';
-import { PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 import { handshakeMethod, sendStart } from './handshake.js';
+import { PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
