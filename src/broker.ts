@@ -3,19 +3,23 @@
  * data directory. Embeddable: `const broker = await Broker.start({ port: 0 })`, `broker.url`,
  * `await broker.stop()`.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statfsSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { hostname } from 'node:os';
+import { hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
 import { Connection, type ConnectionContext } from './amqp/connection.js';
+import { FlowControl } from './amqp/publish-flow.js';
 import { type Config, DEFAULTS } from './config.js';
 import { UserStore } from './core/users.js';
-import { VHost, VHostRegistry } from './core/vhost.js';
+import { VHostRegistry } from './core/vhost.js';
 import { createLogger, type Logger } from './log.js';
 import type { FieldTable } from './protocol/field-table.js';
 import { ReplyCode } from './protocol/generated/spec.js';
+import { recover } from './recovery.js';
+import { LmdbStore } from './storage/lmdb-store.js';
+import { DataDirLock, DataDirLocked } from './storage/lock.js';
 import { MemoryStore, type Store } from './storage/store.js';
+import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
 
 export interface BrokerOptions extends Partial<Config> {
@@ -25,6 +29,11 @@ export interface BrokerOptions extends Partial<Config> {
 
 /** A startup failure with a one-line explanation (no stack trace needed). */
 export class StartupError extends Error {}
+
+function describe(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return e instanceof Error ? (code ? `${code} ${e.message}` : e.message) : String(e);
+}
 
 /** Capabilities this build really implements (advertised in connection.start). */
 export const CAPABILITIES: FieldTable = {
@@ -44,11 +53,13 @@ export class Broker implements ConnectionContext {
   readonly log: Logger;
   readonly users: UserStore;
   readonly vhosts = new VHostRegistry();
-  readonly store: Store = new MemoryStore();
+  store: Store = new MemoryStore();
+  readonly flow = new FlowControl(() => this.connections);
+  private lock: DataDirLock | null = null;
+  private monitor: NodeJS.Timeout | null = null;
   readonly serverProperties: FieldTable;
   readonly connections = new Set<Connection>();
   private server: Server | null = null;
-  private db: RootDatabase | null = null;
   private stopping: Promise<void> | null = null;
 
   private constructor(config: Config, log: Logger) {
@@ -72,12 +83,13 @@ export class Broker implements ConnectionContext {
     const broker = new Broker(config, logger ?? createLogger(config.logLevel));
     try {
       broker.openDataDir();
-      broker.users.add(config.defaultUser, config.defaultPass, ['administrator'], ['/']);
-      broker.vhosts.add(new VHost('/', broker.store));
+      const live = recover(broker);
+      if (broker.store instanceof LmdbStore) await broker.store.cleanup(live);
+      broker.startMonitor();
       await broker.listen();
     } catch (e) {
       await broker.closeStore();
-      throw e;
+      throw e instanceof StartupError ? e : new StartupError(`recovery failed: ${describe(e)}`);
     }
     return broker;
   }
@@ -97,19 +109,68 @@ export class Broker implements ConnectionContext {
     return a && typeof a === 'object' ? a.port : 0;
   }
 
+  /** Creates and locks the data dir and opens the store; any failure names the path. */
   private openDataDir(): void {
     const dir = resolve(this.config.dataDir);
     try {
       mkdirSync(dir, { recursive: true });
       accessSync(dir, constants.R_OK | constants.W_OK);
-      this.db = open({ path: resolve(dir, 'warren.mdb') });
-      if (this.db.get('meta:format') === undefined) this.db.putSync('meta:format', 1);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
+      throw new StartupError(`cannot use data dir ${dir}: ${describe(e)}`);
+    }
+    try {
+      this.lock = DataDirLock.acquire(dir);
+    } catch (e) {
+      if (e instanceof DataDirLocked) throw new StartupError(e.message);
+      throw new StartupError(`cannot lock data dir ${dir}: ${describe(e)}`);
+    }
+    const path = resolve(dir, 'warren.mdb');
+    try {
+      this.store = new LmdbStore({
+        path,
+        sync: this.config.sync,
+        onError: (e) => this.log.error({ err: e }, 'store write failed; the affected confirms are nacked'),
+        onBusy: () => this.flow.set('store', true),
+        onDrained: () => this.flow.set('store', false),
+      });
+    } catch (e) {
       throw new StartupError(
-        `cannot use data dir ${dir}: ${code ?? (e instanceof Error ? e.message : String(e))}`,
+        `cannot open the store ${path} (corrupt or not a Warren store?): ${describe(e)}`,
       );
     }
+    setTickErrorHandler((e) => this.log.error({ err: e }, 'internal error in a tick phase'));
+  }
+
+  /** Memory and disk alarms, checked once a second: publishers are blocked while either is raised. */
+  private startMonitor(): void {
+    const limit = (this.config.memoryLimit || Math.floor((totalmem() * 0.4) / 1048576)) * 1048576;
+    const floor = this.config.diskFreeLimit * 1048576;
+    const dir = resolve(this.config.dataDir);
+    const check = () => {
+      const rss = process.memoryUsage.rss();
+      if (rss > limit !== this.flow.reasons.includes('memory')) {
+        this.log.warn(
+          { rss, limit },
+          rss > limit ? 'memory alarm: blocking publishers' : 'memory alarm cleared',
+        );
+      }
+      this.flow.set('memory', rss > limit);
+      try {
+        const st = statfsSync(dir);
+        const free = st.bavail * st.bsize;
+        if (free < floor !== this.flow.reasons.includes('disk')) {
+          this.log.warn(
+            { free, floor },
+            free < floor ? 'disk alarm: blocking publishers' : 'disk alarm cleared',
+          );
+        }
+        this.flow.set('disk', free < floor);
+      } catch {
+        // statfs may be unavailable; the disk alarm then stays off
+      }
+    };
+    this.monitor = setInterval(check, 1000);
+    this.monitor.unref();
   }
 
   private listen(): Promise<void> {
@@ -178,8 +239,12 @@ export class Broker implements ConnectionContext {
   }
 
   private async closeStore(): Promise<void> {
-    const db = this.db;
-    this.db = null;
-    if (db) await db.close();
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+    const store = this.store;
+    this.store = new MemoryStore();
+    await store.close();
+    this.lock?.release();
+    this.lock = null;
   }
 }

@@ -27,6 +27,12 @@ export interface Config {
   defaultPass: string;
   /** Users that may only connect from loopback addresses. */
   loopbackUsers: string[];
+  /** When publisher confirms for persistent messages go out: after fsync, or at commit. */
+  sync: 'always' | 'off';
+  /** Publishers are blocked while the broker's RSS is above this many MiB (0: 40% of RAM). */
+  memoryLimit: number;
+  /** Publishers are blocked while the data dir's disk has less free space than this, in MiB. */
+  diskFreeLimit: number;
 }
 
 export const DEFAULTS: Config = {
@@ -42,12 +48,16 @@ export const DEFAULTS: Config = {
   defaultUser: 'guest',
   defaultPass: 'guest',
   loopbackUsers: ['guest'],
+  sync: 'always',
+  memoryLimit: 0,
+  diskFreeLimit: 50,
 };
 
 interface Setting {
   key: keyof Config;
   flag: string;
-  kind: 'int' | 'string' | 'list';
+  kind: 'int' | 'string' | 'list' | 'enum';
+  values?: string[];
   help: string;
   min?: number;
   max?: number;
@@ -98,6 +108,27 @@ export const SETTINGS: Setting[] = [
     kind: 'list',
     help: 'comma-separated users limited to loopback',
   },
+  {
+    key: 'sync',
+    flag: 'sync',
+    kind: 'enum',
+    values: ['always', 'off'],
+    help: 'confirm persistent messages after fsync (always) or at commit (off)',
+  },
+  {
+    key: 'memoryLimit',
+    flag: 'memory-limit',
+    kind: 'int',
+    min: 0,
+    help: 'block publishers above this RSS, MiB (0: 40% of RAM)',
+  },
+  {
+    key: 'diskFreeLimit',
+    flag: 'disk-free-limit',
+    kind: 'int',
+    min: 0,
+    help: 'block publishers below this free disk, MiB',
+  },
 ];
 
 export class ConfigError extends Error {}
@@ -106,6 +137,11 @@ const envName = (flag: string): string => `WARREN_${flag.replace(/-/g, '_').toUp
 
 function convert(s: Setting, raw: string, source: string): Config[keyof Config] {
   if (s.kind === 'string') return raw;
+  if (s.kind === 'enum') {
+    if (!s.values!.includes(raw))
+      throw new ConfigError(`${source}: '${raw}' is not one of ${s.values!.join(', ')}`);
+    return raw;
+  }
   if (s.kind === 'list') {
     return raw
       .split(',')

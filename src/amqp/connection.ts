@@ -36,7 +36,7 @@ import { OutBuffer } from '../protocol/out-buffer.js';
 import { Channel } from './channel.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { handshakeMethod, sendStart } from './handshake.js';
-import { PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
+import { type FlowConnection, type FlowControl, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 
 const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
@@ -52,6 +52,7 @@ export interface ConnectionContext {
   readonly vhosts: VHostRegistry;
   readonly log: Logger;
   readonly serverProperties: FieldTable;
+  readonly flow: FlowControl;
   connectionClosed(c: Connection): void;
 }
 
@@ -73,7 +74,7 @@ export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 let nextConnectionId = 1;
 
-export class Connection implements FrameSink {
+export class Connection implements FrameSink, FlowConnection {
   readonly id = nextConnectionId++;
   readonly socket: Socket;
   readonly ctx: ConnectionContext;
@@ -427,15 +428,29 @@ export class Connection implements FrameSink {
 
   /** Counts one publish against this tick's credit; pauses reading when it runs out. */
   published(): void {
-    if (--this.publishCredit === 0 && !this.readPaused) {
-      this.readPaused = true;
-      this.socket.pause();
+    if (this.readPaused) return;
+    if (this.ctx.flow.blocked) {
+      this.ctx.flow.hold(this);
+      return;
+    }
+    if (--this.publishCredit === 0) {
+      this.pauseReading();
       scheduleResume(this);
     }
   }
 
+  pauseReading(): void {
+    this.readPaused = true;
+    this.socket.pause();
+  }
+
   resumeReading(): void {
     this.publishCredit = PUBLISH_CREDIT;
+    if (!this.readPaused) return;
+    if (this.ctx.flow.blocked) {
+      this.ctx.flow.hold(this);
+      return;
+    }
     this.readPaused = false;
     if (this.state !== ConnState.Closed) this.socket.resume();
   }

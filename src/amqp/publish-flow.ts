@@ -27,3 +27,54 @@ export function scheduleResume(c: Pausable): void {
   paused.push(c);
   requestTick(Phase.Resume);
 }
+
+/** A connection as flow control sees it. */
+export interface FlowConnection extends Pausable {
+  /** pauses reading until resumeReading() */
+  pauseReading(): void;
+  /** connection.blocked / unblocked to clients that support it */
+  setBlocked(blocked: boolean, reason?: string): void;
+}
+
+/**
+ * Resource alarms (store backlog, memory, disk): while any is raised, a connection that
+ * publishes is paused and told connection.blocked; all resume when the last alarm clears.
+ */
+export class FlowControl {
+  private readonly alarms = new Set<string>();
+  private waiting: FlowConnection[] = [];
+  private readonly connections: () => Iterable<FlowConnection>;
+
+  constructor(connections: () => Iterable<FlowConnection>) {
+    this.connections = connections;
+  }
+
+  get blocked(): boolean {
+    return this.alarms.size > 0;
+  }
+
+  get reasons(): string[] {
+    return [...this.alarms];
+  }
+
+  set(alarm: string, on: boolean): void {
+    if (on === this.alarms.has(alarm)) return;
+    if (on) {
+      this.alarms.add(alarm);
+      if (this.alarms.size === 1) for (const c of this.connections()) c.setBlocked(true, `low on ${alarm}`);
+      return;
+    }
+    this.alarms.delete(alarm);
+    if (this.alarms.size > 0) return;
+    for (const c of this.connections()) c.setBlocked(false);
+    const w = this.waiting;
+    this.waiting = [];
+    for (const c of w) c.resumeReading();
+  }
+
+  /** A connection published while blocked: stop reading it until the alarms clear. */
+  hold(c: FlowConnection): void {
+    c.pauseReading();
+    this.waiting.push(c);
+  }
+}

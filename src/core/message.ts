@@ -20,6 +20,10 @@ export class Message {
   /** property flags + property list, as received */
   properties: Buffer;
   readonly body: Buffer;
+  /** shared body record id in the store (0: none) */
+  storeId = 0;
+  /** durable queue entries referencing it in the store */
+  storeRefs = 0;
   private mode = NOT_READ;
   private prio = NOT_READ;
   private headersCache: FieldTable | null | undefined = undefined;

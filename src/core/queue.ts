@@ -6,6 +6,7 @@
  * overflow modes, max priority and dead-lettering (through the owner).
  */
 import type { FieldTable } from '../protocol/field-table.js';
+import type { RecoveredMessage, Store } from '../storage/store.js';
 import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import type { Message } from './message.js';
@@ -15,6 +16,8 @@ import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
 export class QueueEntry {
   /** times delivered before (redelivered = deliveries > 0) */
   deliveries = 0;
+  /** where it stands in the store (storage/store.ts EntryState) */
+  storeState = 0;
   constructor(
     readonly msg: Message,
     /** position in the queue: requeue puts the entry back in seq order */
@@ -71,6 +74,9 @@ export class Queue implements Destination {
   scheduled = false;
   /** last time the queue was used (consumer, get, declare), for x-expires */
   lastUsed = Date.now();
+  /** durable queues: the store and the queue's id in it (persistent messages are recorded) */
+  store: Store | null = null;
+  id = 0;
   /** set by the vhost when the queue has a dead-letter exchange */
   deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
@@ -150,7 +156,9 @@ export class Queue implements Destination {
       if (ttl === 0) return true;
       expiresAt = Date.now() + ttl;
     }
-    this.ready.push(new QueueEntry(msg, this.nextSeq++, expiresAt));
+    const e = new QueueEntry(msg, this.nextSeq++, expiresAt);
+    if (this.store !== null && msg.persistent) this.store.enqueue(this.id, e, msg);
+    this.ready.push(e);
     if (this.maxLength >= 0 || this.maxBytes >= 0) this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);
     if (this.consumers.length > 0) scheduleDelivery(this);
@@ -182,6 +190,7 @@ export class Queue implements Destination {
         (this.maxBytes >= 0 && this.ready.bytes > this.maxBytes))
     ) {
       const e = this.ready.shift()!;
+      this.forget(e);
       this.dead(e.msg, 'maxlen');
     }
   }
@@ -200,6 +209,7 @@ export class Queue implements Destination {
       for (const h of this.ready.heads()) {
         if (h.expiresAt !== 0 && h.expiresAt <= now) {
           this.ready.removeHead(h);
+          this.forget(h);
           this.dead(h.msg, 'expired');
           removed = true;
         }
@@ -234,20 +244,48 @@ export class Queue implements Destination {
   /** Puts a delivered entry back at its original position, to be redelivered. */
   requeue(entry: QueueEntry): void {
     this.unacked--;
-    if (this.deleted) return;
+    if (this.deleted) {
+      this.forget(entry);
+      return;
+    }
     this.ready.requeue(entry);
     if (entry.expiresAt !== 0) this.armExpiry(entry.expiresAt);
     if (this.consumers.length > 0) scheduleDelivery(this);
   }
 
   /** A delivered entry was acknowledged (or dropped). */
-  settle(_entry: QueueEntry): void {
+  settle(entry: QueueEntry): void {
     this.unacked--;
+    this.forget(entry);
+  }
+
+  /** The entry leaves the queue for good: the store deletes it. */
+  private forget(e: QueueEntry): void {
+    if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg);
+  }
+
+  /** Called after each delivery (consumer or get): the store keeps the delivery count. */
+  markDelivered(e: QueueEntry): void {
+    if (e.storeState !== 0) this.store!.delivered(this.id, e);
+  }
+
+  /** Recovery: the stored messages, in seq order, come back as ready entries. */
+  recover(list: RecoveredMessage[], make: (r: RecoveredMessage) => Message): void {
+    for (const r of list) {
+      const e = new QueueEntry(make(r), r.seq, r.expiresAt);
+      e.deliveries = r.deliveries;
+      e.storeState = r.shared ? 3 : 2;
+      e.msg.storeRefs++;
+      this.ready.push(e);
+      if (r.seq >= this.nextSeq) this.nextSeq = r.seq + 1;
+      if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
+    }
   }
 
   /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */
   reject(entry: QueueEntry): void {
     this.unacked--;
+    this.forget(entry);
     this.dead(entry.msg, 'rejected');
   }
 
@@ -261,7 +299,9 @@ export class Queue implements Destination {
   }
 
   purge(): number {
-    return this.ready.drain().length;
+    const all = this.ready.drain();
+    for (const e of all) this.forget(e);
+    return all.length;
   }
 
   addConsumer(c: QueueConsumer): void {
@@ -351,7 +391,7 @@ export class Queue implements Destination {
     this.deleted = true;
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
     this.expiryTimer = null;
-    const n = this.ready.drain().length;
+    const n = this.purge();
     const cs = this.consumers;
     this.consumers = [];
     for (const c of cs) c.cancelledByQueue();

@@ -42,6 +42,17 @@ export class UserStore {
     return user;
   }
 
+  /** Recovery: a stored user with its password hash. */
+  addHashed(name: string, passwordHash: Buffer, tags: string[], vhosts: string[]): User {
+    const user: User = { name, passwordHash, tags, vhosts: new Set(vhosts) };
+    this.users.set(name, user);
+    return user;
+  }
+
+  get size(): number {
+    return this.users.size;
+  }
+
   get(name: string): User | undefined {
     return this.users.get(name);
   }

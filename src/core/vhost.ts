@@ -105,6 +105,7 @@ export class VHost {
     autoDelete: boolean,
     internal: boolean,
     args: FieldTable,
+    recoveredId = 0,
   ): Exchange {
     if (name === '') throw accessRefused('operation not permitted on the default exchange');
     const existing = this.exchanges.get(name);
@@ -146,6 +147,19 @@ export class VHost {
       return existing;
     }
     const ex = makeExchange(name, type as ExchangeType, durable, autoDelete, internal, args);
+    if (durable) {
+      ex.storeId =
+        recoveredId ||
+        this.store.putDefinition({
+          kind: 'exchange',
+          vhost: this.name,
+          name,
+          type,
+          autoDelete,
+          internal,
+          args,
+        });
+    }
     this.exchanges.set(name, ex);
     return ex;
   }
@@ -164,6 +178,7 @@ export class VHost {
 
   private removeExchange(ex: Exchange): void {
     this.exchanges.delete(ex.name);
+    if (ex.storeId !== 0) this.store.deleteDefinition(ex.storeId);
     for (const b of [...ex.bindings.values()]) this.dropBinding(b, false);
     for (const b of [...ex.inbound]) this.dropBinding(b, true);
   }
@@ -177,7 +192,7 @@ export class VHost {
   // ------------------------------------------------------------------ queues
 
   /** queue.declare; `owner` is the declaring connection's id. */
-  declareQueue(d: QueueDeclare, owner: number): Queue {
+  declareQueue(d: QueueDeclare, owner: number, recoveredId = 0): Queue {
     let name = d.name;
     if (name === '') {
       if (d.passive) throw notFound(`no ${this.q(name)}`);
@@ -215,6 +230,19 @@ export class VHost {
     if (invalid) throw preconditionFailed(invalid);
     const q = new Queue(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
     q.deadLetters = this;
+    if (d.durable && !d.exclusive) {
+      // exclusive queues die with their connection, so only shared durable queues are stored
+      q.id =
+        recoveredId ||
+        this.store.putDefinition({
+          kind: 'queue',
+          vhost: this.name,
+          name,
+          autoDelete: d.autoDelete,
+          args: d.args,
+        });
+      if (this.store.durable) q.store = this.store;
+    }
     this.queues.set(name, q);
     this.armQueueExpiry(q);
     return q;
@@ -248,6 +276,16 @@ export class VHost {
     return this.removeQueue(q);
   }
 
+  /** Recovery: a stored binding comes back through the live path; false if an end is gone. */
+  recoverBinding(def: Record<string, unknown>, id: number): boolean {
+    const src = this.exchanges.get(String(def['source']));
+    const name = String(def['destination']);
+    const dst = def['destinationKind'] === 'queue' ? this.queues.get(name) : this.exchanges.get(name);
+    if (src === undefined || dst === undefined) return false;
+    this.addBinding(src, dst, String(def['routingKey']), (def['args'] ?? {}) as FieldTable, id);
+    return true;
+  }
+
   /** x-expires: the queue is deleted once unused (no consumers, get or declare) that long. */
   private armQueueExpiry(q: Queue): void {
     const v = q.args['x-expires'];
@@ -276,6 +314,7 @@ export class VHost {
   removeQueue(q: Queue): number {
     if (this.queues.get(q.name) !== q) return 0;
     this.queues.delete(q.name);
+    if (q.id !== 0) this.store.deleteDefinition(q.id);
     for (const b of [...q.inbound]) this.dropBinding(b, true);
     return q.markDeleted();
   }
@@ -330,7 +369,13 @@ export class VHost {
     return this.getExchange(name);
   }
 
-  private addBinding(src: Exchange, dst: Destination, routingKey: string, args: FieldTable): void {
+  private addBinding(
+    src: Exchange,
+    dst: Destination,
+    routingKey: string,
+    args: FieldTable,
+    recoveredId = 0,
+  ): void {
     if (src.type === 'headers') {
       const bad = validateXMatch(args);
       if (bad) throw preconditionFailed(bad);
@@ -338,6 +383,20 @@ export class VHost {
     const key = bindingKey(dst, routingKey, args);
     if (src.bindings.has(key)) return;
     const b = new Binding(src, dst, routingKey, args, key);
+    const durableDst = dst.isQueue ? (dst as Queue).id !== 0 : (dst as Exchange).durable;
+    if (src.durable && src.name !== '' && durableDst) {
+      b.storeId =
+        recoveredId ||
+        this.store.putDefinition({
+          kind: 'binding',
+          vhost: this.name,
+          source: src.name,
+          destinationKind: dst.isQueue ? 'queue' : 'exchange',
+          destination: dst.name,
+          routingKey,
+          args,
+        });
+    }
     src.bindings.set(key, b);
     dst.inbound.add(b);
     src.addBinding(b);
@@ -347,6 +406,7 @@ export class VHost {
   private dropBinding(b: Binding, cascade: boolean): void {
     const src = b.source;
     if (!src.bindings.delete(b.key)) return;
+    if (b.storeId !== 0) this.store.deleteDefinition(b.storeId);
     b.destination.inbound.delete(b);
     src.removeBinding(b);
     if (cascade && src.autoDelete && src.bindings.size === 0 && this.exchanges.get(src.name) === src) {

@@ -1,8 +1,11 @@
 /**
  * The storage interface (DESIGN.md §5). The hot path only records operations into the current
- * batch; the batch commits once per tick; confirms recorded before a commit are settled by it.
- * The in-memory store commits at the next tick; the LMDB store (durability issue) commits to
- * disk and settles after the data is synced.
+ * batch; the batch commits once per tick; confirms recorded before a commit are settled when
+ * that batch (and every batch before it) is safe. A publish and its ack in the same batch
+ * cancel out and never touch the disk, and the publisher still gets its confirm.
+ *
+ * Storage imports nothing of core: messages and queue entries are seen through the small
+ * structural interfaces below, which core's Message and QueueEntry satisfy.
  */
 import { Phase, requestTick, setPhase } from '../util/tick.js';
 
@@ -16,11 +19,76 @@ export interface ConfirmTarget {
   rejectUpTo(seq: number): void;
 }
 
+/** A message as storage sees it (core's Message). */
+export interface StoredMessage {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly properties: Buffer;
+  readonly body: Buffer;
+  /** id of its shared body record; 0 while none is written */
+  storeId: number;
+  /** durable queue entries that reference it */
+  storeRefs: number;
+}
+
+/** Where an entry stands in the store. */
+export const EntryState = {
+  /** not stored (transient, or removed) */
+  None: 0,
+  /** recorded in the open batch, not written yet */
+  Pending: 1,
+  /** written with the message inline */
+  Inline: 2,
+  /** written as a reference to a shared body */
+  Shared: 3,
+} as const;
+
+/** A queue entry as storage sees it (core's QueueEntry). */
+export interface StoredEntry {
+  readonly seq: number;
+  /** ms since the epoch, 0 = never */
+  readonly expiresAt: number;
+  deliveries: number;
+  storeState: number;
+}
+
+/** A durable definition (vhost, user, exchange, queue or binding), stored as JSON. */
+export interface Definition {
+  kind: 'vhost' | 'user' | 'exchange' | 'queue' | 'binding';
+  [field: string]: unknown;
+}
+
+export interface RecoveredMessage {
+  seq: number;
+  deliveries: number;
+  expiresAt: number;
+  message: StoredMessage;
+  /** stored as a reference to a shared body */
+  shared: boolean;
+}
+
 export interface Store {
-  /** Confirm `seq` on `target` once everything recorded so far is committed. */
+  /** false for the in-memory store: nothing needs recording */
+  readonly durable: boolean;
+  /** Stores a definition; returns its id (used to delete it). */
+  putDefinition(def: Definition): number;
+  deleteDefinition(id: number): void;
+  /** Every stored definition with its id, in creation order. */
+  definitions(): [number, Definition][];
+  /** A persistent message entered a durable queue. */
+  enqueue(queueId: number, e: StoredEntry, m: StoredMessage): void;
+  /** A stored entry was delivered (its delivery count is kept across restarts). */
+  delivered(queueId: number, e: StoredEntry): void;
+  /** A stored entry left its queue (acked, dropped, purged, dead-lettered). */
+  remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
+  /** The stored messages of a queue, in seq order. */
+  messages(queueId: number): RecoveredMessage[];
+  /** Confirm `seq` on `target` once everything recorded so far is safe. */
   confirmAfterCommit(target: ConfirmTarget, seq: number): void;
-  /** Commits the open batch now (called by the tick's commit phase). */
+  /** Writes the open batch now (the tick's commit phase calls it). */
   commit(): void;
+  /** Operations written but not yet settled (flow control). */
+  readonly backlog: number;
   close(): Promise<void>;
 }
 
@@ -37,14 +105,70 @@ export function scheduleCommit(s: Store): void {
   requestTick(Phase.Commit);
 }
 
-/** A store that keeps nothing on disk: batches exist only to order confirms. */
-export class MemoryStore implements Store {
+/** A batch's confirms: targets and the highest sequence number each may confirm. */
+export class ConfirmBatch {
   private targets: ConfirmTarget[] = [];
-  private queued = false;
+  private seqs: number[] = [];
 
-  confirmAfterCommit(target: ConfirmTarget, seq: number): void {
+  add(target: ConfirmTarget, seq: number): void {
     if (target.batchConfirmSeq === 0) this.targets.push(target);
     target.batchConfirmSeq = seq;
+  }
+
+  /** Freezes the batch: remembers each target's seq and reopens the targets for the next one. */
+  seal(): void {
+    for (const t of this.targets) {
+      this.seqs.push(t.batchConfirmSeq);
+      t.batchConfirmSeq = 0;
+    }
+  }
+
+  get empty(): boolean {
+    return this.targets.length === 0;
+  }
+
+  settle(ok: boolean): void {
+    for (let i = 0; i < this.targets.length; i++) {
+      const t = this.targets[i]!;
+      if (ok) t.confirmUpTo(this.seqs[i]!);
+      else t.rejectUpTo(this.seqs[i]!);
+    }
+  }
+}
+
+/** A store that keeps nothing on disk: batches exist only to order confirms. */
+export class MemoryStore implements Store {
+  readonly durable = false;
+  readonly backlog = 0;
+  private batch = new ConfirmBatch();
+  private queued = false;
+  private nextDef = 1;
+  private readonly defs = new Map<number, Definition>();
+
+  putDefinition(def: Definition): number {
+    const id = this.nextDef++;
+    this.defs.set(id, def);
+    return id;
+  }
+
+  deleteDefinition(id: number): void {
+    this.defs.delete(id);
+  }
+
+  definitions(): [number, Definition][] {
+    return [...this.defs.entries()];
+  }
+
+  enqueue(): void {}
+  delivered(): void {}
+  remove(): void {}
+
+  messages(): RecoveredMessage[] {
+    return [];
+  }
+
+  confirmAfterCommit(target: ConfirmTarget, seq: number): void {
+    this.batch.add(target, seq);
     if (!this.queued) {
       this.queued = true;
       scheduleCommit(this);
@@ -53,13 +177,10 @@ export class MemoryStore implements Store {
 
   commit(): void {
     this.queued = false;
-    const ts = this.targets;
-    this.targets = [];
-    for (const t of ts) {
-      const seq = t.batchConfirmSeq;
-      t.batchConfirmSeq = 0;
-      t.confirmUpTo(seq);
-    }
+    const b = this.batch;
+    this.batch = new ConfirmBatch();
+    b.seal();
+    b.settle(true);
   }
 
   async close(): Promise<void> {}

@@ -24,6 +24,8 @@ export class Binding {
     readonly args: FieldTable,
     /** identity of (destination, routing key, arguments) within the source */
     readonly key: string,
+    /** definition id in the store (bindings between durable ends); 0 when not stored */
+    public storeId = 0,
   ) {}
 }
 
@@ -39,6 +41,8 @@ export abstract class Exchange implements Destination {
   readonly internal: boolean;
   readonly args: FieldTable;
   routeEpoch = 0;
+  /** definition id in the store (durable exchanges); 0 when not stored */
+  storeId = 0;
   readonly inbound = new Set<Binding>();
   /** bindings with this exchange as source, by Binding.key */
   readonly bindings = new Map<string, Binding>();

@@ -1,0 +1,356 @@
+/**
+ * The LMDB store: one environment in the data dir, group commit once per tick.
+ *
+ * The hot path records operations into the open batch (arrays, no I/O). The tick's commit
+ * phase issues the batch as lmdb-js writes, which lmdb-js commits in one transaction on its
+ * write thread. lmdb-js resolves a write's promise when the transaction is committed (visible,
+ * and safe from a process crash) and, with overlappingSync (the default on Linux), fsyncs
+ * afterwards; `separateFlushed` gives each commit promise a `flushed` promise for that. With
+ * sync 'always' confirms wait for `flushed`; with 'off' they go at commit. Batches settle in
+ * order, so a channel's confirms never overtake an earlier batch.
+ */
+import { type Database, open, type RootDatabase } from 'lmdb';
+import {
+  bodyValue,
+  inlineValue,
+  KIND_SHARED,
+  messageKey,
+  readMessageRecord,
+  readU64Key,
+  readWire,
+  sharedValue,
+  u32Key,
+  u64Key,
+} from './records.js';
+import {
+  ConfirmBatch,
+  type ConfirmTarget,
+  type Definition,
+  EntryState,
+  type RecoveredMessage,
+  type Store,
+  type StoredEntry,
+  type StoredMessage,
+  scheduleCommit,
+} from './store.js';
+
+export type SyncMode = 'always' | 'off';
+
+interface Batch {
+  enqQueue: number[];
+  enqEntry: StoredEntry[];
+  enqMsg: StoredMessage[];
+  delivQueue: number[];
+  delivEntry: StoredEntry[];
+  remQueue: number[];
+  remSeq: number[];
+  /** body to delete with the entry (last reference), else 0 */
+  remBody: number[];
+  confirms: ConfirmBatch;
+}
+
+function newBatch(): Batch {
+  return {
+    enqQueue: [],
+    enqEntry: [],
+    enqMsg: [],
+    delivQueue: [],
+    delivEntry: [],
+    remQueue: [],
+    remSeq: [],
+    remBody: [],
+    confirms: new ConfirmBatch(),
+  };
+}
+
+/** A committed-or-in-flight batch waiting to settle its confirms, in order. */
+interface InFlight {
+  done: boolean;
+  ok: boolean;
+  ops: number;
+  confirms: ConfirmBatch;
+}
+
+export interface LmdbStoreOptions {
+  path: string;
+  sync: SyncMode;
+  /** called when a batch fails to commit (the confirms are nacked) */
+  onError: (e: unknown) => void;
+  /** called when the backlog of unsettled writes drops below the low-water mark */
+  onDrained?: () => void;
+  /** called when the backlog of unsettled writes rises above the high-water mark */
+  onBusy?: () => void;
+}
+
+/** Unsettled writes above which publishers are paused, and below which they resume. */
+export const BACKLOG_HIGH = 100_000;
+export const BACKLOG_LOW = 25_000;
+
+export class LmdbStore implements Store {
+  readonly durable = true;
+  readonly path: string;
+  private readonly env: RootDatabase;
+  private readonly msgs: Database<Buffer, Buffer>;
+  private readonly deliv: Database<Buffer, Buffer>;
+  private readonly bodies: Database<Buffer, Buffer>;
+  private readonly defs: Database<Definition, Buffer>;
+  private readonly sync: SyncMode;
+  private readonly onError: (e: unknown) => void;
+  onDrained: (() => void) | undefined;
+  onBusy: (() => void) | undefined;
+  private batch = newBatch();
+  private queued = false;
+  private readonly inflight: InFlight[] = [];
+  private pendingOps = 0;
+  private nextDef = 1;
+  private nextBody = 1;
+  private readonly key = Buffer.allocUnsafe(12);
+  private closed = false;
+  /** bodies read during recovery, so queues sharing one get the same object */
+  private recoveredBodies = new Map<number, StoredMessage>();
+
+  constructor(o: LmdbStoreOptions) {
+    this.path = o.path;
+    this.sync = o.sync;
+    this.onError = o.onError;
+    this.onDrained = o.onDrained;
+    this.onBusy = o.onBusy;
+    this.env = open({ path: o.path, maxDbs: 8, separateFlushed: true, compression: false });
+    const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
+    this.msgs = this.env.openDB<Buffer, Buffer>('messages', bin);
+    this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
+    this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
+    this.defs = this.env.openDB<Definition, Buffer>('definitions', {
+      keyEncoding: 'binary',
+      compression: false,
+    });
+    for (const k of this.defs.getKeys({ reverse: true, limit: 1 }))
+      this.nextDef = (k as Buffer).readUInt32BE(0) + 1;
+    for (const k of this.bodies.getKeys({ reverse: true, limit: 1 }))
+      this.nextBody = readU64Key(k as Buffer) + 1;
+  }
+
+  get backlog(): number {
+    return this.pendingOps;
+  }
+
+  // ---------------------------------------------------------------- definitions
+
+  putDefinition(def: Definition): number {
+    const id = this.nextDef++;
+    this.track(this.defs.put(u32Key(id), def), 1);
+    return id;
+  }
+
+  deleteDefinition(id: number): void {
+    this.track(this.defs.remove(u32Key(id)), 1);
+  }
+
+  definitions(): [number, Definition][] {
+    const out: [number, Definition][] = [];
+    for (const { key, value } of this.defs.getRange()) out.push([(key as Buffer).readUInt32BE(0), value]);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- messages (hot path: record only)
+
+  enqueue(queueId: number, e: StoredEntry, m: StoredMessage): void {
+    e.storeState = EntryState.Pending;
+    m.storeRefs++;
+    const b = this.batch;
+    b.enqQueue.push(queueId);
+    b.enqEntry.push(e);
+    b.enqMsg.push(m);
+    this.schedule();
+  }
+
+  delivered(queueId: number, e: StoredEntry): void {
+    // a pending entry is written with its current delivery count at commit
+    if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) return;
+    this.batch.delivQueue.push(queueId);
+    this.batch.delivEntry.push(e);
+    this.schedule();
+  }
+
+  remove(queueId: number, e: StoredEntry, m: StoredMessage): void {
+    const state = e.storeState;
+    if (state === EntryState.None) return;
+    e.storeState = EntryState.None;
+    m.storeRefs--;
+    // recorded and removed within one batch: it never reaches the disk
+    if (state === EntryState.Pending) return;
+    const b = this.batch;
+    b.remQueue.push(queueId);
+    b.remSeq.push(e.seq);
+    b.remBody.push(state === EntryState.Shared && m.storeRefs === 0 ? m.storeId : 0);
+    this.schedule();
+  }
+
+  confirmAfterCommit(target: ConfirmTarget, seq: number): void {
+    this.batch.confirms.add(target, seq);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (!this.queued) {
+      this.queued = true;
+      scheduleCommit(this);
+    }
+  }
+
+  // ---------------------------------------------------------------- commit
+
+  commit(): void {
+    this.queued = false;
+    if (this.closed) return;
+    const b = this.batch;
+    this.batch = newBatch();
+    b.confirms.seal();
+    let last: Promise<unknown> | null = null;
+    let ops = 0;
+    const key = this.key;
+    for (let i = 0; i < b.enqEntry.length; i++) {
+      const e = b.enqEntry[i]!;
+      if (e.storeState !== EntryState.Pending) continue;
+      const m = b.enqMsg[i]!;
+      messageKey(key, b.enqQueue[i]!, e.seq);
+      if (m.storeRefs > 1) {
+        // fanned out to several durable queues: the body is stored once
+        if (m.storeId === 0) {
+          m.storeId = this.nextBody++;
+          last = this.bodies.put(u64Key(m.storeId), bodyValue(m));
+          ops++;
+        }
+        last = this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId));
+        e.storeState = EntryState.Shared;
+      } else {
+        last = this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m));
+        e.storeState = EntryState.Inline;
+      }
+      ops++;
+    }
+    for (let i = 0; i < b.delivEntry.length; i++) {
+      const e = b.delivEntry[i]!;
+      if (e.storeState === EntryState.None) continue;
+      const v = Buffer.allocUnsafe(4);
+      v.writeUInt32BE(e.deliveries, 0);
+      last = this.deliv.put(messageKey(key, b.delivQueue[i]!, e.seq), v);
+      ops++;
+    }
+    for (let i = 0; i < b.remSeq.length; i++) {
+      messageKey(key, b.remQueue[i]!, b.remSeq[i]!);
+      last = this.msgs.remove(key);
+      this.deliv.remove(key);
+      ops += 2;
+      const body = b.remBody[i]!;
+      if (body !== 0) {
+        last = this.bodies.remove(u64Key(body));
+        ops++;
+      }
+    }
+    if (last === null && b.confirms.empty) return;
+    const f: InFlight = { done: false, ok: true, ops, confirms: b.confirms };
+    this.inflight.push(f);
+    this.pendingOps += ops;
+    if (this.pendingOps > BACKLOG_HIGH) this.onBusy?.();
+    if (last === null) {
+      f.done = true;
+      this.settle();
+      return;
+    }
+    this.wait(last, f);
+  }
+
+  private wait(p: Promise<unknown>, f: InFlight): void {
+    const flushed = (p as Promise<unknown> & { flushed?: Promise<unknown> }).flushed;
+    const safe = this.sync === 'always' && flushed !== undefined ? Promise.all([p, flushed]) : p;
+    safe.then(
+      () => {
+        f.done = true;
+        this.settle();
+      },
+      (e: unknown) => {
+        f.done = true;
+        f.ok = false;
+        this.onError(e);
+        this.settle();
+      },
+    );
+  }
+
+  /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
+  private track(p: Promise<unknown>, ops: number): void {
+    const f: InFlight = { done: false, ok: true, ops, confirms: new ConfirmBatch() };
+    this.inflight.push(f);
+    this.pendingOps += ops;
+    this.wait(p, f);
+  }
+
+  /** Settles finished batches from the head, so confirms keep their order. */
+  private settle(): void {
+    const before = this.pendingOps;
+    while (this.inflight.length > 0 && this.inflight[0]!.done) {
+      const f = this.inflight.shift()!;
+      this.pendingOps -= f.ops;
+      f.confirms.settle(f.ok);
+    }
+    if (before >= BACKLOG_LOW && this.pendingOps < BACKLOG_LOW) this.onDrained?.();
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  messages(queueId: number): RecoveredMessage[] {
+    const out: RecoveredMessage[] = [];
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, 0);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
+    const shared = this.recoveredBodies;
+    for (const { key, value } of this.msgs.getRange({ start, end })) {
+      const k = key as Buffer;
+      const r = readMessageRecord(value);
+      const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
+      const d = this.deliv.get(k);
+      const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
+      let m: StoredMessage | undefined;
+      if (r.kind === KIND_SHARED) {
+        m = shared.get(r.bodyId);
+        if (m === undefined) {
+          const body = this.bodies.get(u64Key(r.bodyId));
+          if (body === undefined) continue; // its body is gone: nothing to deliver
+          m = { ...readWire(body, 0), storeId: r.bodyId, storeRefs: 0 };
+          shared.set(r.bodyId, m);
+        }
+      } else {
+        m = { ...r.wire!, storeId: 0, storeRefs: 0 };
+      }
+      out.push({ seq, deliveries, message: m, expiresAt: r.expiresAt, shared: r.kind === KIND_SHARED });
+    }
+    return out;
+  }
+
+  /** Deletes messages of queues that no longer exist and bodies nothing refers to. */
+  async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {
+    this.recoveredBodies = new Map();
+    const referenced = new Set<number>();
+    await this.env.transaction(() => {
+      for (const { key, value } of this.msgs.getRange()) {
+        const k = key as Buffer;
+        if (!liveQueues.has(k.readUInt32BE(0))) {
+          this.msgs.remove(k);
+          this.deliv.remove(k);
+          continue;
+        }
+        if (value[0] === KIND_SHARED) referenced.add(readMessageRecord(value).bodyId);
+      }
+      for (const k of this.bodies.getKeys())
+        if (!referenced.has(readU64Key(k as Buffer))) this.bodies.remove(k);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.commit();
+    this.closed = true;
+    await this.env.flushed;
+    await this.env.close();
+  }
+}

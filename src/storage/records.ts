@@ -1,0 +1,153 @@
+/**
+ * Binary keys and values of the LMDB store. Keys are fixed-width big-endian: a message is
+ * `u32 queueId | u64 seq` (so a queue's messages are one key range, in order), a shared body
+ * `u64 bodyId`, a definition `u32 id`. Message values keep the message in wire form.
+ *
+ *   message, inline:  u8 1 | u32 deliveries | f64 expiresAt | wire message
+ *   message, shared:  u8 2 | u32 deliveries | f64 expiresAt | u64 bodyId
+ *   wire message:     u8 len | exchange | u8 len | routing key | u32 len | properties | body
+ */
+import type { StoredMessage } from './store.js';
+
+export const KIND_INLINE = 1;
+export const KIND_SHARED = 2;
+const HEAD = 1 + 4 + 8;
+const TWO32 = 4294967296;
+
+/** A message key, written into `out` (12 bytes) — callers may reuse one scratch buffer. */
+export function messageKey(out: Buffer, queueId: number, seq: number): Buffer {
+  out.writeUInt32BE(queueId, 0);
+  const hi = Math.floor(seq / TWO32);
+  out.writeUInt32BE(hi, 4);
+  out.writeUInt32BE(seq - hi * TWO32, 8);
+  return out;
+}
+
+export function keySeq(key: Buffer): number {
+  return key.readUInt32BE(4) * TWO32 + key.readUInt32BE(8);
+}
+
+export function u64Key(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  const hi = Math.floor(n / TWO32);
+  b.writeUInt32BE(hi, 0);
+  b.writeUInt32BE(n - hi * TWO32, 4);
+  return b;
+}
+
+export function readU64Key(b: Buffer): number {
+  return b.readUInt32BE(0) * TWO32 + b.readUInt32BE(4);
+}
+
+export function u32Key(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+function wireLength(m: StoredMessage): number {
+  return (
+    2 +
+    Buffer.byteLength(m.exchange) +
+    Buffer.byteLength(m.routingKey) +
+    4 +
+    m.properties.length +
+    m.body.length
+  );
+}
+
+function writeWire(b: Buffer, o: number, m: StoredMessage): number {
+  o = writeShort(b, o, m.exchange);
+  o = writeShort(b, o, m.routingKey);
+  b.writeUInt32BE(m.properties.length, o);
+  o += 4;
+  m.properties.copy(b, o);
+  o += m.properties.length;
+  m.body.copy(b, o);
+  return o + m.body.length;
+}
+
+function writeShort(b: Buffer, o: number, s: string): number {
+  const n = b.write(s, o + 1, 'utf8');
+  b[o] = n;
+  return o + 1 + n;
+}
+
+export function inlineValue(deliveries: number, expiresAt: number, m: StoredMessage): Buffer {
+  const b = Buffer.allocUnsafe(HEAD + wireLength(m));
+  b[0] = KIND_INLINE;
+  b.writeUInt32BE(deliveries, 1);
+  b.writeDoubleBE(expiresAt, 5);
+  writeWire(b, HEAD, m);
+  return b;
+}
+
+export function sharedValue(deliveries: number, expiresAt: number, bodyId: number): Buffer {
+  const b = Buffer.allocUnsafe(HEAD + 8);
+  b[0] = KIND_SHARED;
+  b.writeUInt32BE(deliveries, 1);
+  b.writeDoubleBE(expiresAt, 5);
+  const hi = Math.floor(bodyId / TWO32);
+  b.writeUInt32BE(hi, HEAD);
+  b.writeUInt32BE(bodyId - hi * TWO32, HEAD + 4);
+  return b;
+}
+
+export function bodyValue(m: StoredMessage): Buffer {
+  const b = Buffer.allocUnsafe(wireLength(m));
+  writeWire(b, 0, m);
+  return b;
+}
+
+/** The fields of a wire message; buffers are copies owned by the caller. */
+export interface WireMessage {
+  exchange: string;
+  routingKey: string;
+  properties: Buffer;
+  body: Buffer;
+}
+
+export class CorruptRecord extends Error {}
+
+export function readWire(b: Buffer, o: number): WireMessage {
+  const el = b[o]!;
+  const exchange = b.toString('utf8', o + 1, o + 1 + el);
+  o += 1 + el;
+  const rl = b[o]!;
+  const routingKey = b.toString('utf8', o + 1, o + 1 + rl);
+  o += 1 + rl;
+  const pl = b.readUInt32BE(o);
+  o += 4;
+  if (o + pl > b.length) throw new CorruptRecord('message record is truncated');
+  const properties = Buffer.from(b.subarray(o, o + pl));
+  const body = Buffer.from(b.subarray(o + pl));
+  return { exchange, routingKey, properties, body };
+}
+
+export interface MessageRecord {
+  kind: number;
+  deliveries: number;
+  expiresAt: number;
+  /** inline: the message; shared: undefined */
+  wire: WireMessage | undefined;
+  /** shared: the body id */
+  bodyId: number;
+}
+
+export function readMessageRecord(b: Buffer): MessageRecord {
+  if (b.length < HEAD) throw new CorruptRecord(`message record of ${b.length} bytes is too short`);
+  const kind = b[0]!;
+  const deliveries = b.readUInt32BE(1);
+  const expiresAt = b.readDoubleBE(5);
+  if (kind === KIND_INLINE) return { kind, deliveries, expiresAt, wire: readWire(b, HEAD), bodyId: 0 };
+  if (kind === KIND_SHARED && b.length === HEAD + 8) {
+    return {
+      kind,
+      deliveries,
+      expiresAt,
+      wire: undefined,
+      bodyId: b.readUInt32BE(HEAD) * TWO32 + b.readUInt32BE(HEAD + 4),
+    };
+  }
+  throw new CorruptRecord(`unknown message record kind ${kind}`);
+}
