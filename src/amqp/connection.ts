@@ -433,7 +433,8 @@ export class Connection implements FrameSink, FlowConnection {
       this.ctx.flow.hold(this);
       return;
     }
-    if (--this.publishCredit === 0) {
+    const broker = this.ctx.flow.take();
+    if (--this.publishCredit <= 0 || !broker) {
       this.pauseReading();
       scheduleResume(this);
     }
@@ -441,6 +442,7 @@ export class Connection implements FrameSink, FlowConnection {
 
   pauseReading(): void {
     this.readPaused = true;
+    this.parser.hold = true;
     this.socket.pause();
   }
 
@@ -452,7 +454,13 @@ export class Connection implements FrameSink, FlowConnection {
       return;
     }
     this.readPaused = false;
-    if (this.state !== ConnState.Closed) this.socket.resume();
+    if (this.state === ConnState.Closed) return;
+    this.socket.resume();
+    try {
+      this.parser.resume();
+    } catch (e) {
+      this.fail(e, 0, 0, 0);
+    }
   }
 
   // ---------------------------------------------------------------- output

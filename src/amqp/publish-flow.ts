@@ -4,10 +4,12 @@
  * deliveries and flushes have run. Ingest can then never outrun delivery by more than one
  * tick's worth, so queues with consumers stay short and memory stays bounded under a flood.
  */
-import { Phase, requestTick, setPhase } from '../util/tick.js';
+import { Phase, requestTick, setPhase, tickCount } from '../util/tick.js';
 
 /** Messages a connection may publish per tick before its socket is paused. */
 export const PUBLISH_CREDIT = 500;
+/** Messages all connections together may publish per tick (so many publishers cannot outrun delivery). */
+export const BROKER_CREDIT = 2000;
 
 export interface Pausable {
   /** reads the socket again and restores the credit */
@@ -42,6 +44,17 @@ export interface FlowConnection extends Pausable {
  */
 export class FlowControl {
   private readonly alarms = new Set<string>();
+  private credit = BROKER_CREDIT;
+  private creditTick = -1;
+
+  /** Takes one publish from this tick's broker-wide credit; false when it is used up. */
+  take(): boolean {
+    if (this.creditTick !== tickCount) {
+      this.creditTick = tickCount;
+      this.credit = BROKER_CREDIT;
+    }
+    return --this.credit > 0;
+  }
   private waiting: FlowConnection[] = [];
   private readonly connections: () => Iterable<FlowConnection>;
 

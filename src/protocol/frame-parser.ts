@@ -23,6 +23,9 @@ export class FrameParser {
   frameMax: number;
   /** Set by the sink to stop parsing the rest of a chunk (e.g. after a connection error). */
   stopped = false;
+  /** Set by the sink to stop after the current frame; the rest waits for resume() (flow control). */
+  hold = false;
+  private rest: Buffer | null = null;
   private readonly sink: FrameSink;
   /** Bytes of a frame that straddles chunks, assembled here. */
   private partial: Buffer | null = null;
@@ -38,6 +41,10 @@ export class FrameParser {
 
   /** Feeds one chunk. Throws FrameError on a framing fault; nothing else is thrown by parsing. */
   push(chunk: Buffer): void {
+    if (this.rest !== null) {
+      chunk = Buffer.concat([this.rest, chunk]);
+      this.rest = null;
+    }
     let o = 0;
     const n = chunk.length;
     if (this.headLen > 0 || this.partial !== null) {
@@ -45,6 +52,10 @@ export class FrameParser {
       if (o < 0) return;
     }
     while (o < n && !this.stopped) {
+      if (this.hold) {
+        this.rest = chunk.subarray(o);
+        return;
+      }
       if (n - o < FRAME_HEADER_SIZE) {
         chunk.copy(this.head, 0, o, n);
         this.headLen = n - o;
@@ -65,6 +76,14 @@ export class FrameParser {
         return;
       }
     }
+  }
+
+  /** Lifts a hold and parses what was kept back. */
+  resume(): void {
+    this.hold = false;
+    const r = this.rest;
+    this.rest = null;
+    if (r !== null && !this.stopped) this.push(r);
   }
 
   /** Completes a carried-over header or frame; returns the offset in chunk to continue at, or -1. */

@@ -45,8 +45,12 @@ export function setTickErrorHandler(fn: (e: unknown) => void): void {
   onError = fn;
 }
 
+/** Counts ticks, so per-tick budgets can tell a new tick from the current one. */
+export let tickCount = 0;
+
 function runTick(): void {
   scheduled = false;
+  tickCount++;
   for (let i = 0; i < phases.length; i++) {
     running = i;
     try {

@@ -383,3 +383,34 @@ describe('frame parser: framing faults', () => {
     );
   });
 });
+
+describe('hold and resume (publisher flow control)', () => {
+  it('stops after the frame that set hold and delivers the rest, in order, on resume', () => {
+    const frames = [1, 2, 3, 4, 5].map((i) => {
+      const b = Buffer.alloc(9);
+      b[0] = 1;
+      b.writeUInt16BE(i, 1);
+      b.writeUInt32BE(1, 3);
+      b[7] = i;
+      b[8] = 0xce;
+      return b;
+    });
+    const seen: number[] = [];
+    const parser: FrameParser = new FrameParser(
+      {
+        onFrame(_type, channel) {
+          seen.push(channel);
+          if (channel === 2) parser.hold = true;
+        },
+      },
+      4096,
+    );
+    parser.push(Buffer.concat(frames.slice(0, 4)));
+    expect(seen).toEqual([1, 2]);
+    // bytes arriving while held are kept too
+    parser.push(frames[4]!);
+    expect(seen).toEqual([1, 2]);
+    parser.resume();
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+  });
+});
