@@ -43,7 +43,7 @@ const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
 /** After sending connection.close, wait this long for close-ok before dropping the socket. */
 const CLOSE_OK_TIMEOUT = 3_000;
 /** Deliveries pause while this many bytes wait in the output buffer. */
-const OUT_BUFFER_LIMIT = 512 * 1024;
+const OUT_BUFFER_LIMIT = 1024 * 1024;
 
 /** What a connection needs from the broker. */
 export interface ConnectionContext {
@@ -427,13 +427,13 @@ export class Connection implements FrameSink, FlowConnection {
   }
 
   /** Counts one publish against this tick's credit; pauses reading when it runs out. */
-  published(): void {
+  published(bytes: number): void {
     if (this.readPaused) return;
     if (this.ctx.flow.blocked) {
       this.ctx.flow.hold(this);
       return;
     }
-    const broker = this.ctx.flow.take();
+    const broker = this.ctx.flow.take(bytes);
     if (--this.publishCredit <= 0 || !broker) {
       this.pauseReading();
       scheduleResume(this);

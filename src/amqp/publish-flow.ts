@@ -10,6 +10,8 @@ import { Phase, requestTick, setPhase, tickCount } from '../util/tick.js';
 export const PUBLISH_CREDIT = 500;
 /** Messages all connections together may publish per tick (so many publishers cannot outrun delivery). */
 export const BROKER_CREDIT = 2000;
+/** Body bytes all connections together may publish per tick (large messages). */
+export const BROKER_BYTE_CREDIT = 1024 * 1024;
 
 export interface Pausable {
   /** reads the socket again and restores the credit */
@@ -45,15 +47,18 @@ export interface FlowConnection extends Pausable {
 export class FlowControl {
   private readonly alarms = new Set<string>();
   private credit = BROKER_CREDIT;
+  private byteCredit = BROKER_BYTE_CREDIT;
   private creditTick = -1;
 
-  /** Takes one publish from this tick's broker-wide credit; false when it is used up. */
-  take(): boolean {
+  /** Takes one publish of `bytes` from this tick's broker-wide credit; false when it is used up. */
+  take(bytes: number): boolean {
     if (this.creditTick !== tickCount) {
       this.creditTick = tickCount;
       this.credit = BROKER_CREDIT;
+      this.byteCredit = BROKER_BYTE_CREDIT;
     }
-    return --this.credit > 0;
+    this.byteCredit -= bytes;
+    return --this.credit > 0 && this.byteCredit > 0;
   }
   private waiting: FlowConnection[] = [];
   private readonly connections: () => Iterable<FlowConnection>;
