@@ -5,12 +5,11 @@
  * back with their delivery count, so they are redelivered with the flag set.
  */
 import type { Config } from './config.js';
-import { Message } from './core/message.js';
 import type { UserStore } from './core/users.js';
 import { VHost, type VHostRegistry } from './core/vhost.js';
 import type { Logger } from './log.js';
 import type { FieldTable } from './protocol/field-table.js';
-import type { Definition, RecoveredMessage, Store } from './storage/store.js';
+import type { Definition, Store } from './storage/store.js';
 
 export interface RecoveryTarget {
   readonly config: Config;
@@ -77,10 +76,8 @@ export function recover(b: RecoveryTarget): Set<number> {
           0,
           id,
         );
-        const stored = store.messages(id);
-        q.recover(stored, toMessage);
+        messages += q.recover(store);
         liveQueues.add(id);
-        messages += stored.length;
         queues++;
         break;
       }
@@ -110,18 +107,3 @@ export function recover(b: RecoveryTarget): Set<number> {
   if (defs.length > 0) b.log.info({ definitions: defs.length, queues, messages }, 'recovered from the store');
   return liveQueues;
 }
-
-/** A body shared by several queues comes back as one Message object (its refs are counted). */
-function toMessage(r: RecoveredMessage): Message {
-  const m = r.message;
-  if (r.shared) {
-    const known = sharedCache.get(m);
-    if (known) return known;
-  }
-  const msg = new Message(m.exchange, m.routingKey, m.properties, m.body);
-  msg.storeId = m.storeId;
-  if (r.shared) sharedCache.set(m, msg);
-  return msg;
-}
-
-const sharedCache = new WeakMap<object, Message>();

@@ -9,7 +9,8 @@ import type { FieldTable } from '../protocol/field-table.js';
 import type { RecoveredMessage, Store } from '../storage/store.js';
 import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
-import type { Message } from './message.js';
+import { Message } from './message.js';
+import { PAGE_COUNT, PagedReady, type Pager } from './paged-ready.js';
 import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
 
 /** One message in one queue. */
@@ -18,6 +19,8 @@ export class QueueEntry {
   deliveries = 0;
   /** where it stands in the store (storage/store.ts EntryState) */
   storeState = 0;
+  /** the store batch that wrote it */
+  storeBatch = 0;
   constructor(
     readonly msg: Message,
     /** position in the queue: requeue puts the entry back in seq order */
@@ -53,7 +56,7 @@ const PASS_BUDGET = 4096;
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
-export class Queue implements Destination {
+export class Queue implements Destination, Pager {
   readonly isQueue = true;
   readonly name: string;
   readonly durable: boolean;
@@ -63,7 +66,7 @@ export class Queue implements Destination {
   readonly owner: number;
   routeEpoch = 0;
   readonly inbound = new Set<Binding>();
-  readonly ready: ReadyList;
+  ready: ReadyList;
   consumers: QueueConsumer[] = [];
   /** delivered, not yet acknowledged */
   unacked = 0;
@@ -269,17 +272,53 @@ export class Queue implements Destination {
     if (e.storeState !== 0) this.store!.delivered(this.id, e);
   }
 
-  /** Recovery: the stored messages, in seq order, come back as ready entries. */
-  recover(list: RecoveredMessage[], make: (r: RecoveredMessage) => Message): void {
-    for (const r of list) {
-      const e = new QueueEntry(make(r), r.seq, r.expiresAt);
-      e.deliveries = r.deliveries;
-      e.storeState = r.shared ? 3 : 2;
-      e.msg.storeRefs++;
+  /** A durable queue on a disk store keeps deep backlogs on disk (not for priority queues). */
+  attachStore(store: Store, id: number): void {
+    this.store = store;
+    this.id = id;
+    if (store.durable && this.ready instanceof FifoReady && this.ready.length === 0) {
+      this.ready = new PagedReady(this);
+    }
+  }
+
+  /** A ready entry for a message read back from the store (recovery and paging). */
+  entryFor(r: RecoveredMessage): QueueEntry {
+    const m = r.message;
+    const msg = m instanceof Message ? m : new Message(m.exchange, m.routingKey, m.properties, m.body);
+    msg.storeId = m.storeId;
+    const e = new QueueEntry(msg, r.seq, r.expiresAt);
+    e.deliveries = r.deliveries;
+    e.storeState = r.shared ? 3 : 2;
+    return e;
+  }
+
+  /** Recovery: the first stored messages come back into memory, the rest stay paged out. */
+  recover(store: Store): number {
+    if (this.store === null) return 0;
+    const head = store.messages(this.id, 0, PAGE_COUNT);
+    for (const r of head) {
+      const e = this.entryFor(r);
       this.ready.push(e);
-      if (r.seq >= this.nextSeq) this.nextSeq = r.seq + 1;
       if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
     }
+    let last = head.length > 0 ? head[head.length - 1]!.seq : 0;
+    let total = head.length;
+    if (head.length === PAGE_COUNT && this.ready instanceof PagedReady) {
+      const rest = store.extent(this.id, last + 1);
+      if (rest.count > 0) {
+        this.ready.recoverSegment(last + 1, rest.lastSeq, rest.count);
+        last = rest.lastSeq;
+        total += rest.count;
+      }
+    } else if (head.length === PAGE_COUNT) {
+      for (const r of store.messages(this.id, last + 1)) {
+        this.ready.push(this.entryFor(r));
+        last = r.seq;
+        total++;
+      }
+    }
+    this.nextSeq = last + 1;
+    return total;
   }
 
   /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */
@@ -299,9 +338,9 @@ export class Queue implements Destination {
   }
 
   purge(): number {
-    const all = this.ready.drain();
-    for (const e of all) this.forget(e);
-    return all.length;
+    const n = this.ready.length;
+    for (const e of this.ready.drain()) this.forget(e);
+    return n;
   }
 
   addConsumer(c: QueueConsumer): void {

@@ -232,7 +232,7 @@ export class VHost {
     q.deadLetters = this;
     if (d.durable && !d.exclusive) {
       // exclusive queues die with their connection, so only shared durable queues are stored
-      q.id =
+      const id =
         recoveredId ||
         this.store.putDefinition({
           kind: 'queue',
@@ -241,7 +241,7 @@ export class VHost {
           autoDelete: d.autoDelete,
           args: d.args,
         });
-      if (this.store.durable) q.store = this.store;
+      q.attachStore(this.store, id);
     }
     this.queues.set(name, q);
     this.armQueueExpiry(q);

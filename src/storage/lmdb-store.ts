@@ -37,6 +37,9 @@ import {
 export type SyncMode = 'always' | 'off';
 
 interface Batch {
+  rangeQueue: number[];
+  rangeFrom: number[];
+  rangeTo: number[];
   enqQueue: number[];
   enqEntry: StoredEntry[];
   enqMsg: StoredMessage[];
@@ -46,11 +49,16 @@ interface Batch {
   remSeq: number[];
   /** body to delete with the entry (last reference), else 0 */
   remBody: number[];
+  /** the entry referenced a shared body (its refs record goes too) */
+  remShared: boolean[];
   confirms: ConfirmBatch;
 }
 
 function newBatch(): Batch {
   return {
+    rangeQueue: [],
+    rangeFrom: [],
+    rangeTo: [],
     enqQueue: [],
     enqEntry: [],
     enqMsg: [],
@@ -59,12 +67,14 @@ function newBatch(): Batch {
     remQueue: [],
     remSeq: [],
     remBody: [],
+    remShared: [],
     confirms: new ConfirmBatch(),
   };
 }
 
 /** A committed-or-in-flight batch waiting to settle its confirms, in order. */
 interface InFlight {
+  batchNo: number;
   done: boolean;
   ok: boolean;
   ops: number;
@@ -93,6 +103,8 @@ export class LmdbStore implements Store {
   private readonly msgs: Database<Buffer, Buffer>;
   private readonly deliv: Database<Buffer, Buffer>;
   private readonly bodies: Database<Buffer, Buffer>;
+  /** message key -> body id, for entries that reference a shared body (recovery counts these) */
+  private readonly refs: Database<Buffer, Buffer>;
   private readonly defs: Database<Definition, Buffer>;
   private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
@@ -108,6 +120,10 @@ export class LmdbStore implements Store {
   private closed = false;
   /** bodies read during recovery, so queues sharing one get the same object */
   private recoveredBodies = new Map<number, StoredMessage>();
+  /** references to each shared body from stored entries (counted here, not on the message) */
+  private readonly bodyRefs = new Map<number, number>();
+  private batchNo = 0;
+  settledBatch = 0;
 
   constructor(o: LmdbStoreOptions) {
     this.path = o.path;
@@ -120,6 +136,7 @@ export class LmdbStore implements Store {
     this.msgs = this.env.openDB<Buffer, Buffer>('messages', bin);
     this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
     this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
+    this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
     this.defs = this.env.openDB<Definition, Buffer>('definitions', {
       keyEncoding: 'binary',
       compression: false,
@@ -182,7 +199,24 @@ export class LmdbStore implements Store {
     const b = this.batch;
     b.remQueue.push(queueId);
     b.remSeq.push(e.seq);
-    b.remBody.push(state === EntryState.Shared && m.storeRefs === 0 ? m.storeId : 0);
+    let body = 0;
+    if (state === EntryState.Shared) {
+      const refs = (this.bodyRefs.get(m.storeId) ?? 1) - 1;
+      if (refs <= 0) {
+        this.bodyRefs.delete(m.storeId);
+        body = m.storeId;
+      } else this.bodyRefs.set(m.storeId, refs);
+    }
+    b.remBody.push(body);
+    b.remShared.push(state === EntryState.Shared);
+    this.schedule();
+  }
+
+  removeRange(queueId: number, fromSeq: number, toSeq: number): void {
+    const b = this.batch;
+    b.rangeQueue.push(queueId);
+    b.rangeFrom.push(fromSeq);
+    b.rangeTo.push(toSeq);
     this.schedule();
   }
 
@@ -206,6 +240,7 @@ export class LmdbStore implements Store {
     const b = this.batch;
     this.batch = newBatch();
     b.confirms.seal();
+    const batchNo = ++this.batchNo;
     let last: Promise<unknown> | null = null;
     let ops = 0;
     const key = this.key;
@@ -222,11 +257,14 @@ export class LmdbStore implements Store {
           ops++;
         }
         last = this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId));
+        this.refs.put(key, u64Key(m.storeId));
+        this.bodyRefs.set(m.storeId, (this.bodyRefs.get(m.storeId) ?? 0) + 1);
         e.storeState = EntryState.Shared;
       } else {
         last = this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m));
         e.storeState = EntryState.Inline;
       }
+      e.storeBatch = batchNo;
       ops++;
     }
     for (let i = 0; i < b.delivEntry.length; i++) {
@@ -242,14 +280,38 @@ export class LmdbStore implements Store {
       last = this.msgs.remove(key);
       this.deliv.remove(key);
       ops += 2;
+      if (b.remShared[i]) this.refs.remove(key);
       const body = b.remBody[i]!;
       if (body !== 0) {
         last = this.bodies.remove(u64Key(body));
         ops++;
       }
     }
-    if (last === null && b.confirms.empty) return;
-    const f: InFlight = { done: false, ok: true, ops, confirms: b.confirms };
+    for (let i = 0; i < b.rangeQueue.length; i++) {
+      // paged-out messages that were never loaded (purge or delete of a deep queue)
+      const start = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
+      const end = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeTo[i]! + 1);
+      for (const k of this.msgs.getKeys({ start, end })) {
+        last = this.msgs.remove(k as Buffer);
+        this.deliv.remove(k as Buffer);
+        ops += 2;
+      }
+      for (const { key: k, value } of this.refs.getRange({ start, end })) {
+        this.refs.remove(k as Buffer);
+        const id = readU64Key(value);
+        const n = (this.bodyRefs.get(id) ?? 1) - 1;
+        if (n > 0) this.bodyRefs.set(id, n);
+        else {
+          this.bodyRefs.delete(id);
+          this.bodies.remove(u64Key(id));
+        }
+      }
+    }
+    if (last === null && b.confirms.empty) {
+      this.settledBatch = batchNo;
+      return;
+    }
+    const f: InFlight = { batchNo, done: false, ok: true, ops, confirms: b.confirms };
     this.inflight.push(f);
     this.pendingOps += ops;
     if (this.pendingOps > BACKLOG_HIGH) this.onBusy?.();
@@ -280,7 +342,7 @@ export class LmdbStore implements Store {
 
   /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
   private track(p: Promise<unknown>, ops: number): void {
-    const f: InFlight = { done: false, ok: true, ops, confirms: new ConfirmBatch() };
+    const f: InFlight = { batchNo: this.batchNo, done: false, ok: true, ops, confirms: new ConfirmBatch() };
     this.inflight.push(f);
     this.pendingOps += ops;
     this.wait(p, f);
@@ -292,6 +354,7 @@ export class LmdbStore implements Store {
     while (this.inflight.length > 0 && this.inflight[0]!.done) {
       const f = this.inflight.shift()!;
       this.pendingOps -= f.ops;
+      if (f.ok && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
       f.confirms.settle(f.ok);
     }
     if (before >= BACKLOG_LOW && this.pendingOps < BACKLOG_LOW) this.onDrained?.();
@@ -299,12 +362,13 @@ export class LmdbStore implements Store {
 
   // ---------------------------------------------------------------- recovery
 
-  messages(queueId: number): RecoveredMessage[] {
+  messages(queueId: number, fromSeq = 0, limit = Number.POSITIVE_INFINITY): RecoveredMessage[] {
     const out: RecoveredMessage[] = [];
-    const start = messageKey(Buffer.allocUnsafe(12), queueId, 0);
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
     const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
     const shared = this.recoveredBodies;
     for (const { key, value } of this.msgs.getRange({ start, end })) {
+      if (out.length >= limit) break;
       const k = key as Buffer;
       const r = readMessageRecord(value);
       const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
@@ -327,22 +391,45 @@ export class LmdbStore implements Store {
     return out;
   }
 
-  /** Deletes messages of queues that no longer exist and bodies nothing refers to. */
+  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
+    let count = 0;
+    let lastSeq = 0;
+    for (const k of this.msgs.getKeys({ start, end })) {
+      count++;
+      lastSeq = (k as Buffer).readUInt32BE(4) * 4294967296 + (k as Buffer).readUInt32BE(8);
+    }
+    return { count, lastSeq };
+  }
+
+  /**
+   * Deletes messages of queues that no longer exist and bodies nothing refers to, and counts
+   * the references to each shared body. Reads keys and the small refs records only, never the
+   * message values, so a deep store recovers quickly.
+   */
   async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {
     this.recoveredBodies = new Map();
-    const referenced = new Set<number>();
     await this.env.transaction(() => {
-      for (const { key, value } of this.msgs.getRange()) {
-        const k = key as Buffer;
-        if (!liveQueues.has(k.readUInt32BE(0))) {
-          this.msgs.remove(k);
-          this.deliv.remove(k);
+      let skipFrom = -1;
+      for (const k of this.msgs.getKeys()) {
+        const q = (k as Buffer).readUInt32BE(0);
+        if (q === skipFrom || !liveQueues.has(q)) {
+          skipFrom = q;
+          this.msgs.remove(k as Buffer);
+          this.deliv.remove(k as Buffer);
+        }
+      }
+      for (const { key, value } of this.refs.getRange()) {
+        if (!liveQueues.has((key as Buffer).readUInt32BE(0))) {
+          this.refs.remove(key as Buffer);
           continue;
         }
-        if (value[0] === KIND_SHARED) referenced.add(readMessageRecord(value).bodyId);
+        const id = readU64Key(value);
+        this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
       }
       for (const k of this.bodies.getKeys())
-        if (!referenced.has(readU64Key(k as Buffer))) this.bodies.remove(k);
+        if (!this.bodyRefs.has(readU64Key(k as Buffer))) this.bodies.remove(k);
     });
   }
 

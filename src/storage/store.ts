@@ -46,6 +46,8 @@ export const EntryState = {
 /** A queue entry as storage sees it (core's QueueEntry). */
 export interface StoredEntry {
   readonly seq: number;
+  /** number of the batch that wrote it (compare with Store.settledBatch) */
+  storeBatch: number;
   /** ms since the epoch, 0 = never */
   readonly expiresAt: number;
   deliveries: number;
@@ -81,8 +83,14 @@ export interface Store {
   delivered(queueId: number, e: StoredEntry): void;
   /** A stored entry left its queue (acked, dropped, purged, dead-lettered). */
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
-  /** The stored messages of a queue, in seq order. */
-  messages(queueId: number): RecoveredMessage[];
+  /** The stored messages of a queue, in seq order (at most `limit`, from `fromSeq`). */
+  messages(queueId: number, fromSeq?: number, limit?: number): RecoveredMessage[];
+  /** How many messages of a queue are stored from `fromSeq` on, and the last seq. */
+  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number };
+  /** Deletes a queue's stored messages with seq in [fromSeq, toSeq] (paged out, never loaded). */
+  removeRange(queueId: number, fromSeq: number, toSeq: number): void;
+  /** Highest batch number whose writes are safe (entries with storeBatch <= it can be paged out). */
+  readonly settledBatch: number;
   /** Confirm `seq` on `target` once everything recorded so far is safe. */
   confirmAfterCommit(target: ConfirmTarget, seq: number): void;
   /** Writes the open batch now (the tick's commit phase calls it). */
@@ -140,6 +148,7 @@ export class ConfirmBatch {
 export class MemoryStore implements Store {
   readonly durable = false;
   readonly backlog = 0;
+  readonly settledBatch = 0;
   private batch = new ConfirmBatch();
   private queued = false;
   private nextDef = 1;
@@ -166,6 +175,12 @@ export class MemoryStore implements Store {
   messages(): RecoveredMessage[] {
     return [];
   }
+
+  extent(): { count: number; lastSeq: number } {
+    return { count: 0, lastSeq: 0 };
+  }
+
+  removeRange(): void {}
 
   confirmAfterCommit(target: ConfirmTarget, seq: number): void {
     this.batch.add(target, seq);
