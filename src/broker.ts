@@ -84,12 +84,19 @@ export class Broker implements ConnectionContext {
     try {
       broker.openDataDir();
       const live = recover(broker);
-      if (broker.store instanceof LmdbStore) await broker.store.cleanup(live);
+      if (broker.store instanceof LmdbStore) {
+        await broker.store.cleanup(live);
+        broker.store.markRunning();
+      }
       broker.startMonitor();
       await broker.listen();
     } catch (e) {
       await broker.closeStore();
-      throw e instanceof StartupError ? e : new StartupError(`recovery failed: ${describe(e)}`);
+      throw e instanceof StartupError
+        ? e
+        : new StartupError(
+            `recovery from ${resolve(config.dataDir, 'warren.mdb')} failed (corrupt store?): ${describe(e)}`,
+          );
     }
     return broker;
   }

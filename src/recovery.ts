@@ -83,7 +83,7 @@ export function recover(b: RecoveryTarget): Set<number> {
       }
       case 'binding': {
         const v = vhosts.get(String(d['vhost']));
-        if (!v || !v.recoverBinding(d, id)) store.deleteDefinition(id);
+        if (!v?.recoverBinding(d, id)) store.deleteDefinition(id);
         break;
       }
     }

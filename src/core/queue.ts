@@ -83,6 +83,8 @@ export class Queue implements Destination, Pager {
   /** set by the vhost when the queue has a dead-letter exchange */
   deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
+  /** after an unclean start: entries with seq below this count as possibly delivered */
+  private recoveredUpTo = 0;
   private rr = 0;
   private mixedPriorities = false;
   // x-arguments
@@ -287,7 +289,8 @@ export class Queue implements Destination, Pager {
     const msg = m instanceof Message ? m : new Message(m.exchange, m.routingKey, m.properties, m.body);
     msg.storeId = m.storeId;
     const e = new QueueEntry(msg, r.seq, r.expiresAt);
-    e.deliveries = r.deliveries;
+    // after a crash the last deliveries may not be on disk: redeliver with the flag, to be safe
+    e.deliveries = r.deliveries === 0 && r.seq < this.recoveredUpTo ? 1 : r.deliveries;
     e.storeState = r.shared ? 3 : 2;
     return e;
   }
@@ -295,6 +298,7 @@ export class Queue implements Destination, Pager {
   /** Recovery: the first stored messages come back into memory, the rest stay paged out. */
   recover(store: Store): number {
     if (this.store === null) return 0;
+    if (store.uncleanStart) this.recoveredUpTo = Number.MAX_SAFE_INTEGER;
     const head = store.messages(this.id, 0, PAGE_COUNT);
     for (const r of head) {
       const e = this.entryFor(r);
@@ -318,6 +322,7 @@ export class Queue implements Destination, Pager {
       }
     }
     this.nextSeq = last + 1;
+    if (store.uncleanStart) this.recoveredUpTo = last + 1;
     return total;
   }
 

@@ -10,6 +10,7 @@
  * order, so a channel's confirms never overtake an earlier batch.
  */
 import { type Database, open, type RootDatabase } from 'lmdb';
+import { checkStoreFile } from './file-check.js';
 import {
   bodyValue,
   inlineValue,
@@ -124,6 +125,8 @@ export class LmdbStore implements Store {
   private readonly bodyRefs = new Map<number, number>();
   private batchNo = 0;
   settledBatch = 0;
+  /** the previous run did not stop cleanly: stored messages may have been delivered */
+  readonly uncleanStart: boolean;
 
   constructor(o: LmdbStoreOptions) {
     this.path = o.path;
@@ -131,7 +134,10 @@ export class LmdbStore implements Store {
     this.onError = o.onError;
     this.onDrained = o.onDrained;
     this.onBusy = o.onBusy;
+    checkStoreFile(o.path);
     this.env = open({ path: o.path, maxDbs: 8, separateFlushed: true, compression: false });
+    // a clean stop leaves 'clean' = 1; anything else means the last run was killed
+    this.uncleanStart = this.env.get('clean') === 0;
     const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
     this.msgs = this.env.openDB<Buffer, Buffer>('messages', bin);
     this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
@@ -403,6 +409,11 @@ export class LmdbStore implements Store {
     return { count, lastSeq };
   }
 
+  /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
+  markRunning(): void {
+    this.env.putSync('clean', 0);
+  }
+
   /**
    * Deletes messages of queues that no longer exist and bodies nothing refers to, and counts
    * the references to each shared body. Reads keys and the small refs records only, never the
@@ -438,6 +449,7 @@ export class LmdbStore implements Store {
     this.commit();
     this.closed = true;
     await this.env.flushed;
+    this.env.putSync('clean', 1);
     await this.env.close();
   }
 }

@@ -1,9 +1,10 @@
 /**
  * One broker per data dir: a lock file holding the owner's pid. LMDB itself lets several
  * processes share an environment, so without this a second broker would happily run on the
- * same queues. A lock left by a process that no longer runs (kill -9) is taken over.
+ * same queues. The lock appears atomically with its content (a hard link of a file already
+ * written), and a lock left by a process that no longer runs (kill -9) is taken over.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export class DataDirLocked extends Error {}
@@ -13,24 +14,41 @@ export class DataDirLock {
 
   static acquire(dir: string): DataDirLock {
     const path = join(dir, 'warren.lock');
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(path, 'wx');
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        return new DataDirLock(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    const mine = join(dir, `warren.lock.${process.pid}.${Date.now()}`);
+    writeFileSync(mine, `${process.pid}\n`);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          linkSync(mine, path);
+          return new DataDirLock(path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        let text = '';
+        try {
+          text = readFileSync(path, 'utf8');
+        } catch {
+          continue; // it went away meanwhile: try again
+        }
+        const pid = Number.parseInt(text, 10);
         if (Number.isInteger(pid) && pid !== process.pid && alive(pid)) {
           throw new DataDirLocked(
             `data dir ${dir} is in use by another Warren (pid ${pid}); stop it or use another --data-dir`,
           );
         }
-        rmSync(path, { force: true }); // stale: its owner is gone
+        // stale: move it aside (only one taker can rename it) and try again
+        const aside = `${path}.stale.${process.pid}`;
+        try {
+          renameSync(path, aside);
+          rmSync(aside, { force: true });
+        } catch {
+          // someone else took it over first
+        }
       }
+      throw new DataDirLocked(`cannot lock data dir ${dir}: another broker is starting on it`);
+    } finally {
+      rmSync(mine, { force: true });
     }
-    throw new DataDirLocked(`cannot lock data dir ${dir}`);
   }
 
   release(): void {

@@ -89,6 +89,11 @@ export interface Store {
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number };
   /** Deletes a queue's stored messages with seq in [fromSeq, toSeq] (paged out, never loaded). */
   removeRange(queueId: number, fromSeq: number, toSeq: number): void;
+  /**
+   * The previous run was killed: deliveries recorded just before may not have reached the
+   * disk, so every message stored before this start is treated as possibly delivered.
+   */
+  readonly uncleanStart: boolean;
   /** Highest batch number whose writes are safe (entries with storeBatch <= it can be paged out). */
   readonly settledBatch: number;
   /** Confirm `seq` on `target` once everything recorded so far is safe. */
@@ -149,6 +154,7 @@ export class MemoryStore implements Store {
   readonly durable = false;
   readonly backlog = 0;
   readonly settledBatch = 0;
+  readonly uncleanStart = false;
   private batch = new ConfirmBatch();
   private queued = false;
   private nextDef = 1;
