@@ -135,7 +135,13 @@ export class LmdbStore implements Store {
     this.onDrained = o.onDrained;
     this.onBusy = o.onBusy;
     checkStoreFile(o.path);
-    this.env = open({ path: o.path, maxDbs: 8, separateFlushed: true, compression: false });
+    this.env = open({
+      path: o.path,
+      maxDbs: 8,
+      separateFlushed: true,
+      compression: false,
+      remapChunks: true,
+    });
     // a clean stop leaves 'clean' = 1; anything else means the last run was killed
     this.uncleanStart = this.env.get('clean') === 0;
     const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
