@@ -5,14 +5,12 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
-import type { User, UserStore } from '../core/users.js';
-import type { VHost, VHostRegistry } from '../core/vhost.js';
+import type { User } from '../core/users.js';
+import type { VHost } from '../core/vhost.js';
 import {
   AmqpError,
   ConnectionError,
   channelError,
-  commandInvalid,
   frameError,
   internalError,
   notAllowed,
@@ -27,7 +25,6 @@ import {
   encodeConnectionClose,
   encodeConnectionCloseOk,
   encodeConnectionUnblocked,
-  encodeConnectionUpdateSecretOk,
   type MethodArgs,
   MethodSyntaxError,
 } from '../protocol/generated/methods.js';
@@ -35,46 +32,24 @@ import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js
 import { OutBuffer } from '../protocol/out-buffer.js';
 import { Channel } from './channel.js';
 import { scheduleFlush } from './flush-scheduler.js';
-import { handshakeMethod, sendStart } from './handshake.js';
-import { type FlowConnection, type FlowControl, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
+import { connectionMethod } from './handlers/connection.js';
+import { handshakeMethod, readProtocolHeader } from './handshake.js';
+import { HEARTBEAT_FRAME, Heartbeat, type HeartbeatOwner } from './heartbeat.js';
+import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 
-const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
-const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
+export const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 /** After sending connection.close, wait this long for close-ok before dropping the socket. */
 const CLOSE_OK_TIMEOUT = 3_000;
 /** Deliveries pause while this many bytes wait in the output buffer. */
 const OUT_BUFFER_LIMIT = 1024 * 1024;
 
-/** What a connection needs from the broker. */
-export interface ConnectionContext {
-  readonly config: Config;
-  readonly users: UserStore;
-  readonly vhosts: VHostRegistry;
-  readonly log: Logger;
-  readonly serverProperties: FieldTable;
-  readonly flow: FlowControl;
-  connectionClosed(c: Connection): void;
-}
+import { type ConnectionContext, ConnState } from './connection-state.js';
 
-export const ConnState = {
-  /** waiting for the 8-byte protocol header */
-  Header: 0,
-  /** sent connection.start, waiting for start-ok */
-  Start: 1,
-  /** sent connection.tune, waiting for tune-ok */
-  Tune: 2,
-  /** waiting for connection.open */
-  Opening: 3,
-  Open: 4,
-  /** sent connection.close, waiting for close-ok; everything else is discarded */
-  Closing: 5,
-  Closed: 6,
-} as const;
-export type ConnState = (typeof ConnState)[keyof typeof ConnState];
+export { type ConnectionContext, ConnState };
 
 let nextConnectionId = 1;
 
-export class Connection implements FrameSink, FlowConnection {
+export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   readonly id = nextConnectionId++;
   readonly socket: Socket;
   readonly ctx: ConnectionContext;
@@ -104,17 +79,14 @@ export class Connection implements FrameSink, FlowConnection {
   /** publishes left this tick before reading pauses (publish-flow.ts) */
   private publishCredit = PUBLISH_CREDIT;
   private readPaused = false;
-  private header: Buffer | null = Buffer.alloc(0);
+  /** protocol header bytes received so far; null once it is complete */
+  header: Buffer | null = Buffer.alloc(0);
   private queuedForFlush = false;
   /** The socket accepted everything written so far (false until 'drain'). */
   writable = true;
   /** a consumer was refused for backpressure; wake consumers when writes resume */
   private stalled = false;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  private receivedSinceTick = true;
-  private sentSinceTick = false;
-  private silentTicks = 0;
-  private quietTicks = 0;
+  private readonly heartbeats = new Heartbeat();
   private handshakeTimer: NodeJS.Timeout | null;
   private closeTimer: NodeJS.Timeout | null = null;
   private closeReason = '';
@@ -150,11 +122,11 @@ export class Connection implements FrameSink, FlowConnection {
   // ---------------------------------------------------------------- input
 
   private onData(chunk: Buffer): void {
-    this.receivedSinceTick = true;
+    this.heartbeats.received = true;
     if (this.state === ConnState.Closed) return;
     try {
       if (this.header !== null) {
-        chunk = this.readProtocolHeader(chunk);
+        chunk = readProtocolHeader(this, chunk);
         if (chunk.length === 0) return;
       }
       this.parser.push(chunk);
@@ -163,31 +135,12 @@ export class Connection implements FrameSink, FlowConnection {
     }
   }
 
-  /** Accumulates the 8-byte protocol header; returns the bytes after it. */
-  private readProtocolHeader(chunk: Buffer): Buffer {
-    const have = this.header!;
-    const need = 8 - have.length;
-    const got = Buffer.concat([have, chunk.subarray(0, need)]);
-    // Compare as far as we have: a wrong first byte is answered at once.
-    if (!got.equals(PROTOCOL_HEADER.subarray(0, got.length))) {
-      this.log.info(
-        { header: got.toString('latin1') },
-        'bad protocol header; replying with ours and closing',
-      );
-      this.state = ConnState.Closed;
-      this.socket.write(PROTOCOL_HEADER);
-      this.endSocket();
-      this.header = null;
-      return Buffer.alloc(0);
-    }
-    if (got.length < 8) {
-      this.header = got;
-      return Buffer.alloc(0);
-    }
-    this.header = null;
-    this.state = ConnState.Start;
-    sendStart(this);
-    return chunk.subarray(need);
+  /** A wrong protocol header: reply with ours and close (spec), logging what came. */
+  rejectHeader(got: Buffer): void {
+    this.log.info({ header: got.toString('latin1') }, 'bad protocol header; replying with ours and closing');
+    this.state = ConnState.Closed;
+    this.socket.write(PROTOCOL_HEADER);
+    this.endSocket();
   }
 
   onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void {
@@ -268,29 +221,17 @@ export class Connection implements FrameSink, FlowConnection {
   }
 
   private channel0Method(id: number, args: MethodArgs): void {
-    if (this.state !== ConnState.Open) {
-      handshakeMethod(this, id, args);
-      return;
-    }
-    switch (id) {
-      case Method.CONNECTION_CLOSE:
-        // client-initiated close: confirm and drop the socket once close-ok is written
-        this.closeReason = 'client closed the connection';
-        encodeConnectionCloseOk(this.out, 0, {});
-        this.flush();
-        this.state = ConnState.Closed;
-        this.endSocket();
-        return;
-      case Method.CONNECTION_CLOSE_OK:
-        throw commandInvalid('connection.close-ok received, but no connection.close was sent');
-      case Method.CONNECTION_UPDATE_SECRET:
-        // PLAIN credentials do not expire; accepting the new secret is all there is to do
-        encodeConnectionUpdateSecretOk(this.out, 0, {});
-        this.markDirty();
-        return;
-      default:
-        throw channelError('unexpected method in connection state running');
-    }
+    if (this.state !== ConnState.Open) handshakeMethod(this, id, args);
+    else connectionMethod(this, id, args);
+  }
+
+  /** Client-initiated close: confirm, and end the socket once close-ok is written. */
+  closedByClient(): void {
+    this.closeReason = 'client closed the connection';
+    encodeConnectionCloseOk(this.out, 0, {});
+    this.flush();
+    this.state = ConnState.Closed;
+    this.endSocket();
   }
 
   /** After we sent connection.close: only close-ok (or a crossing close) matters. */
@@ -362,7 +303,7 @@ export class Connection implements FrameSink, FlowConnection {
     encodeConnectionClose(this.out, 0, { replyCode: code, replyText: text, classId, methodId });
     this.flush();
     this.state = ConnState.Closing;
-    this.stopHeartbeats();
+    this.heartbeats.stop();
     this.closeTimer = setTimeout(() => this.destroy(text), CLOSE_OK_TIMEOUT);
     this.closeTimer.unref();
   }
@@ -380,41 +321,14 @@ export class Connection implements FrameSink, FlowConnection {
 
   // ---------------------------------------------------------------- heartbeats & flow
 
-  /**
-   * Heartbeats at the negotiated interval, checked every quarter of it: we send one after half
-   * an interval without writing anything (as RabbitMQ does; some clients give up after one
-   * silent interval), and drop the client after two intervals without a byte from it.
-   */
-  startHeartbeats(): void {
-    if (this.heartbeat === 0) return;
-    const tickMs = (this.heartbeat * 1000) / 4;
-    this.heartbeatTimer = setInterval(() => this.heartbeatTick(), tickMs);
-    this.heartbeatTimer.unref();
+  sendHeartbeat(): void {
+    this.out.bytes(HEARTBEAT_FRAME);
+    this.flush();
   }
 
-  private heartbeatTick(): void {
-    if (this.receivedSinceTick) {
-      this.receivedSinceTick = false;
-      this.silentTicks = 0;
-    } else if (++this.silentTicks >= 8) {
-      this.log.warn({ heartbeat: this.heartbeat }, 'missed heartbeats from client; closing the socket');
-      this.destroy(`missed heartbeats from client, timeout: ${this.heartbeat}s`);
-      return;
-    }
-    if (this.sentSinceTick) {
-      this.sentSinceTick = false;
-      this.quietTicks = 0;
-    } else if (++this.quietTicks >= 2) {
-      this.quietTicks = 0;
-      this.out.bytes(HEARTBEAT_FRAME);
-      this.flush();
-      this.sentSinceTick = false;
-    }
-  }
-
-  private stopHeartbeats(): void {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = null;
+  heartbeatLost(): void {
+    this.log.warn({ heartbeat: this.heartbeat }, 'missed heartbeats from client; closing the socket');
+    this.destroy(`missed heartbeats from client, timeout: ${this.heartbeat}s`);
   }
 
   /** connection.blocked / unblocked, sent only to clients that advertise the capability. */
@@ -476,7 +390,7 @@ export class Connection implements FrameSink, FlowConnection {
     this.queuedForFlush = false;
     const chunks = this.out.take();
     if (chunks.length === 0 || this.socket.destroyed) return;
-    this.sentSinceTick = true;
+    this.heartbeats.sent = true;
     let ok = true;
     if (chunks.length === 1) {
       ok = this.socket.write(chunks[0]!);
@@ -510,7 +424,7 @@ export class Connection implements FrameSink, FlowConnection {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.state = ConnState.Open;
-    this.startHeartbeats();
+    this.heartbeats.start(this.heartbeat, this);
     const cp = this.clientProperties;
     this.log.info(
       {
@@ -547,7 +461,7 @@ export class Connection implements FrameSink, FlowConnection {
   private onSocketClosed(): void {
     const wasOpen = this.user !== null && this.vhost !== null;
     this.state = ConnState.Closed;
-    this.stopHeartbeats();
+    this.heartbeats.stop();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     for (const ch of this.channels.values()) ch.release();

@@ -17,9 +17,30 @@ import {
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { Constant, Method } from '../protocol/generated/spec.js';
-import { type Connection, ConnState } from './connection.js';
+import { type Connection, ConnState, PROTOCOL_HEADER } from './connection.js';
 
 export const MECHANISMS = ['PLAIN', 'AMQPLAIN'];
+
+/** Accumulates the 8-byte protocol header; returns the bytes after it (empty until complete). */
+export function readProtocolHeader(c: Connection, chunk: Buffer): Buffer {
+  const have = c.header!;
+  const need = 8 - have.length;
+  const got = Buffer.concat([have, chunk.subarray(0, need)]);
+  // compare as far as we have: a wrong first byte is answered at once
+  if (!got.equals(PROTOCOL_HEADER.subarray(0, got.length))) {
+    c.header = null;
+    c.rejectHeader(got);
+    return Buffer.alloc(0);
+  }
+  if (got.length < 8) {
+    c.header = got;
+    return Buffer.alloc(0);
+  }
+  c.header = null;
+  c.state = ConnState.Start;
+  sendStart(c);
+  return chunk.subarray(need);
+}
 
 export function sendStart(c: Connection): void {
   encodeConnectionStart(c.out, 0, {

@@ -76,3 +76,11 @@ function isTable(v: FieldValue): v is FieldTable {
     typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
   );
 }
+
+/** The CC routing keys of a message (kept when dead-lettering without a new routing key). */
+export function ccKeys(msg: Message): string[] | undefined {
+  const cc = msg.headers()?.['CC'];
+  if (!Array.isArray(cc)) return undefined;
+  const keys = cc.filter((k): k is string => typeof k === 'string');
+  return keys.length > 0 ? keys : undefined;
+}

@@ -10,7 +10,7 @@ import type { Store } from '../storage/store.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
 
-import { deadLettered, isDeadLetterCycle } from './dead-letter.js';
+import { ccKeys, deadLettered, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
 import { DirectExchange } from './exchange/direct.js';
 import {
@@ -28,6 +28,7 @@ import { TopicExchange } from './exchange/topic.js';
 import type { Message } from './message.js';
 import { type DeathReason, Queue } from './queue.js';
 import { argsEquivalence, argTypeName, describe, validateQueueArgs } from './queue-args.js';
+import { armQueueExpiry } from './queue-expiry.js';
 
 export interface QueueDeclare {
   name: string;
@@ -286,27 +287,24 @@ export class VHost {
     return true;
   }
 
-  /** x-expires: the queue is deleted once unused (no consumers, get or declare) that long. */
+  /** x-expires: the queue is deleted once unused that long (core/queue-expiry.ts). */
   private armQueueExpiry(q: Queue): void {
-    const v = q.args['x-expires'];
-    const ms = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
-    if (ms <= 0) return;
-    const check = () => {
-      if (q.deleted || this.queues.get(q.name) !== q) return;
-      const idle = Date.now() - q.lastUsed;
-      if (q.consumerCount === 0 && idle >= ms) this.removeQueue(q);
-      else setTimeout(check, q.consumerCount > 0 ? ms : ms - idle).unref();
-    };
-    setTimeout(check, ms).unref();
+    armQueueExpiry(q, () => {
+      if (this.queues.get(q.name) === q) this.removeQueue(q);
+    });
   }
 
-  /** Republishes a dead message to the queue's dead-letter exchange (DeadLetterSink). */
+  /** DeadLetterSink: republishes a dead message to the queue's dead-letter exchange. */
   deadLetter(queue: Queue, msg: Message, reason: DeathReason): void {
     const ex = this.exchanges.get(queue.deadLetterExchange ?? '');
     if (ex === undefined) return; // RabbitMQ drops it when the exchange does not exist
     const dead = deadLettered(queue, msg, reason);
-    const extra = queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined;
-    const targets = this.route(ex, dead, extra, []);
+    const targets = this.route(
+      ex,
+      dead,
+      queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined,
+      [],
+    );
     for (const q of targets) if (!isDeadLetterCycle(dead, q)) q.enqueue(dead);
   }
 
@@ -459,14 +457,6 @@ export class VHost {
       else this.routeInto(d as Exchange, msg, key, out, epoch);
     }
   }
-}
-
-/** The CC routing keys of a message (kept when dead-lettering without a new routing key). */
-function ccKeys(msg: Message): string[] | undefined {
-  const cc = msg.headers()?.['CC'];
-  if (!Array.isArray(cc)) return undefined;
-  const keys = cc.filter((k): k is string => typeof k === 'string');
-  return keys.length > 0 ? keys : undefined;
 }
 
 function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {

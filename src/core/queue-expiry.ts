@@ -1,0 +1,18 @@
+/**
+ * x-expires: a queue unused for that many milliseconds (no consumers, no basic.get, not
+ * redeclared) is deleted. One timer per such queue, re-armed for the time left.
+ */
+import type { Queue } from './queue.js';
+
+export function armQueueExpiry(q: Queue, remove: () => void): void {
+  const v = q.args['x-expires'];
+  const ms = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
+  if (ms <= 0) return;
+  const check = () => {
+    if (q.deleted) return;
+    const idle = Date.now() - q.lastUsed;
+    if (q.consumerCount === 0 && idle >= ms) remove();
+    else setTimeout(check, q.consumerCount > 0 ? ms : ms - idle).unref();
+  };
+  setTimeout(check, ms).unref();
+}
