@@ -96,6 +96,8 @@ export class Queue implements Destination, Pager {
   readonly deadLetterRoutingKey: string | undefined;
   /** quorum queues tell consumers how often a message was delivered (x-delivery-count) */
   readonly countsDeliveries: boolean;
+  /** x-single-active-consumer: one consumer at a time gets messages; the others wait their turn */
+  private readonly singleActive: boolean;
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryAt = 0;
 
@@ -121,6 +123,7 @@ export class Queue implements Destination, Pager {
     this.deadLetterExchange = str('x-dead-letter-exchange');
     this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
     this.countsDeliveries = args['x-queue-type'] === 'quorum';
+    this.singleActive = args['x-single-active-consumer'] === true;
     const maxPriority = num('x-max-priority');
     this.ready = maxPriority > 0 ? new PriorityReady(Math.min(maxPriority, 255)) : new FifoReady();
   }
@@ -400,6 +403,8 @@ export class Queue implements Destination, Pager {
     const cs = this.consumers;
     const n = cs.length;
     if (n === 0) return null;
+    // x-single-active-consumer: only the first consumer (highest priority, earliest) gets messages
+    if (this.singleActive) return cs[0]!.canTake() ? cs[0]! : null;
     if (!this.mixedPriorities) {
       for (let k = 0; k < n; k++) {
         const i = (this.rr + k) % n;

@@ -889,3 +889,33 @@ describe('flow control', () => {
     });
   });
 });
+
+describe('x-single-active-consumer', () => {
+  it('delivers only to the first consumer until it goes, then to the next', async () => {
+    await withBroker(async (broker) => {
+      const client = new AMQPClient(broker.url);
+      await client.connect();
+      const ch = await client.channel();
+      await ch.queueDeclare('sac', { durable: false }, { 'x-single-active-consumer': true });
+      const first: string[] = [];
+      const second: string[] = [];
+      const c1 = await ch.basicConsume('sac', { noAck: true }, (m) => {
+        first.push(m.bodyToString()!);
+      });
+      await ch.basicConsume('sac', { noAck: true }, (m) => {
+        second.push(m.bodyToString()!);
+      });
+      for (let i = 0; i < 10; i++) await ch.basicPublish('', 'sac', `m${i}`);
+      const ch2 = await client.channel();
+      await ch2.queueDeclare('sac', { passive: true });
+      await waitFor(() => first.length === 10, 'ten deliveries to the active consumer');
+      expect(second).toEqual([]);
+      await c1.cancel();
+      for (let i = 10; i < 15; i++) await ch.basicPublish('', 'sac', `m${i}`);
+      await waitFor(() => second.length === 5, 'the next consumer to take over');
+      expect(second).toEqual(['m10', 'm11', 'm12', 'm13', 'm14']);
+      expect(first).toHaveLength(10);
+      await client.close();
+    });
+  });
+});
