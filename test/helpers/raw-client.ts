@@ -3,6 +3,7 @@
  * and decodes method frames with the generated codec.
  */
 import net from 'node:net';
+import { expect } from 'vitest';
 import { FrameParser } from '../../src/protocol/frame-parser.js';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method, methodName } from '../../src/protocol/generated/spec.js';
@@ -193,5 +194,17 @@ export class RawClient {
 
   close(): void {
     this.socket.destroy();
+  }
+}
+
+/** After an error case: a new connection still completes the handshake and opens a channel. */
+export async function expectStillServing(port: number): Promise<void> {
+  const c = await RawClient.open(port);
+  try {
+    c.send((w) => M.encodeChannelOpen(w, 1, {}));
+    const ok = await c.expectMethod(Method.CHANNEL_OPEN_OK);
+    expect(ok.channel).toBe(1);
+  } finally {
+    c.close();
   }
 }

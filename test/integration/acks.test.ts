@@ -8,16 +8,9 @@ import { type AMQPChannel, AMQPClient, type AMQPMessage } from '@cloudamqp/amqp-
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import { waitFor } from '../helpers/wait.js';
 
 // ------------------------------------------------------------------ helpers
-
-async function waitFor(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** Connects amqp-client and records every error it reports. */
 async function connectClient(url: string): Promise<{ client: AMQPClient; errors: string[] }> {

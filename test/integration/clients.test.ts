@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { Connection } from '../../src/amqp/connection.js';
 import type { Broker } from '../../src/broker.js';
 import { withBroker } from '../helpers/broker.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** The negotiated values amqplib keeps on its (untyped) connection object. */
 interface AmqplibTuned {
@@ -45,14 +46,6 @@ async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; err
   client.onerror = (e) => errors.push(e);
   await client.connect();
   return { client, errors };
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('@cloudamqp/amqp-client', () => {

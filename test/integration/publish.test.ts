@@ -12,6 +12,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { frame, RawClient } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
@@ -98,14 +99,6 @@ async function amqpClientStillWorks(client: AMQPClient): Promise<void> {
   const msg = await ch.basicGet(name, { noAck: true });
   expect(msg?.bodyString()).toBe('still here');
   await ch.close();
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** A body whose every byte depends on its size and position, so truncation or reordering shows. */

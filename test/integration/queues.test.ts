@@ -11,6 +11,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const LOCKED = (q: string): string =>
   `RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '${q}' in vhost '/'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`;
@@ -110,14 +111,6 @@ async function amqpClientStillWorks(client: AMQPClient): Promise<void> {
 /** The body of an amqplib basic.get result as text, or null for get-empty. */
 function bodyOf(m: amqplib.GetMessage | false): string | null {
   return m === false ? null : m.content.toString();
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** Waits until the broker holds exactly `n` connections (a closed client's socket is gone). */

@@ -9,6 +9,7 @@ import { AMQPClient, type AMQPError, type AMQPMessage, AMQPSession } from '@clou
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import { waitFor } from '../helpers/wait.js';
 
 const REPLY_TO = 'amq.rabbitmq.reply-to';
 const REPLY_NAME = /^amq\.rabbitmq\.reply-to\.\S+$/;
@@ -20,14 +21,6 @@ async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; err
   client.onerror = (e) => errors.push(e);
   await client.connect();
   return { client, errors };
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** An amqplib RPC server on `queue`: replies "re:<body>" to each request's reply-to. */

@@ -9,6 +9,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** Connects amqp-client and records every error it reports. */
 async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; errors: AMQPError[] }> {
@@ -17,14 +18,6 @@ async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; err
   client.onerror = (e) => errors.push(e);
   await client.connect();
   return { client, errors };
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** Ready messages in `queue`, asked on `ch` (a round trip that follows everything sent before it). */

@@ -7,19 +7,7 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { frame, RawClient } from '../helpers/raw-client.js';
-
-/** A second client completes a handshake and opens a channel: the broker is still serving. */
-async function expectStillServing(port: number): Promise<void> {
-  const c = await RawClient.open(port);
-  try {
-    c.send((w) => M.encodeChannelOpen(w, 1, {}));
-    const ok = await c.expectMethod(Method.CHANNEL_OPEN_OK);
-    expect(ok.channel).toBe(1);
-  } finally {
-    c.close();
-  }
-}
+import { expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
 
 /** Asserts the broker's connection.close, answers close-ok and waits for the socket to close. */
 async function expectHardClose(

@@ -8,19 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, frame, RawClient } from '../helpers/raw-client.js';
-
-/** A second client completes a handshake and opens a channel: the broker is still serving. */
-async function expectStillServing(port: number): Promise<void> {
-  const c = await RawClient.open(port);
-  try {
-    c.send((w) => M.encodeChannelOpen(w, 1, {}));
-    const ok = await c.expectMethod(Method.CHANNEL_OPEN_OK);
-    expect(ok.channel).toBe(1);
-  } finally {
-    c.close();
-  }
-}
+import { bytes, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
 
 /** connection.close as exact frame bytes, built without the codec under test. */
 function closeFrameBytes(code: number, text: string, classId: number, methodId: number): Buffer {

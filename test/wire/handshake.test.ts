@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, frame, PROTOCOL_HEADER, RawClient } from '../helpers/raw-client.js';
+import { bytes, expectStillServing, frame, PROTOCOL_HEADER, RawClient } from '../helpers/raw-client.js';
 
 const PACKAGE_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -17,18 +17,6 @@ const PACKAGE_VERSION = (
 const REPLY_HEADER_HEX = '414d515000000901'; // 'AMQP' 0 0 9 1
 const PLAIN_GUEST = Buffer.from('\0guest\0guest');
 const CLIENT_CAPS = { authentication_failure_close: true, 'connection.blocked': true };
-
-/** A second client completes a handshake and opens a channel: the broker is still serving. */
-async function expectStillServing(port: number): Promise<void> {
-  const c = await RawClient.open(port);
-  try {
-    c.send((w) => M.encodeChannelOpen(w, 1, {}));
-    const ok = await c.expectMethod(Method.CHANNEL_OPEN_OK);
-    expect(ok.channel).toBe(1);
-  } finally {
-    c.close();
-  }
-}
 
 /** connection.close as exact frame bytes, built without the codec under test. */
 function closeFrameBytes(code: number, text: string, classId: number, methodId: number): Buffer {
