@@ -21,6 +21,8 @@ export class QueueEntry {
   storeState = 0;
   /** the store batch that wrote it */
   storeBatch = 0;
+  /** a delivery-count record exists for it in the store */
+  storeDeliv = false;
   constructor(
     readonly msg: Message,
     /** position in the queue: requeue puts the entry back in seq order */
@@ -295,6 +297,7 @@ export class Queue implements Destination, Pager {
     // after a crash the last deliveries may not be on disk: redeliver with the flag, to be safe
     e.deliveries = r.deliveries === 0 && r.seq < this.recoveredUpTo ? 1 : r.deliveries;
     e.storeState = r.shared ? 3 : 2;
+    e.storeDeliv = r.delivRecord;
     return e;
   }
 

@@ -44,14 +44,14 @@ interface Batch {
   enqQueue: number[];
   enqEntry: StoredEntry[];
   enqMsg: StoredMessage[];
-  delivQueue: number[];
-  delivEntry: StoredEntry[];
   remQueue: number[];
   remSeq: number[];
   /** body to delete with the entry (last reference), else 0 */
   remBody: number[];
   /** the entry referenced a shared body (its refs record goes too) */
   remShared: boolean[];
+  /** the entry has a delivery-count record to delete */
+  remDeliv: boolean[];
   confirms: ConfirmBatch;
 }
 
@@ -63,12 +63,11 @@ function newBatch(): Batch {
     enqQueue: [],
     enqEntry: [],
     enqMsg: [],
-    delivQueue: [],
-    delivEntry: [],
     remQueue: [],
     remSeq: [],
     remBody: [],
     remShared: [],
+    remDeliv: [],
     confirms: new ConfirmBatch(),
   };
 }
@@ -123,6 +122,8 @@ export class LmdbStore implements Store {
   private recoveredBodies = new Map<number, StoredMessage>();
   /** references to each shared body from stored entries (counted here, not on the message) */
   private readonly bodyRefs = new Map<number, number>();
+  /** stored entries delivered since they were written, whose count is written at close */
+  private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
   settledBatch = 0;
   /** the previous run did not stop cleanly: stored messages may have been delivered */
@@ -193,18 +194,21 @@ export class LmdbStore implements Store {
     this.schedule();
   }
 
+  /**
+   * Delivery counts are written only at a clean stop: after a crash every recovered message
+   * counts as possibly delivered anyway (uncleanStart), so writing them per delivery would buy
+   * nothing. A pending entry is written with its current count at commit.
+   */
   delivered(queueId: number, e: StoredEntry): void {
-    // a pending entry is written with its current delivery count at commit
-    if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) return;
-    this.batch.delivQueue.push(queueId);
-    this.batch.delivEntry.push(e);
-    this.schedule();
+    if (e.storeState === EntryState.Inline || e.storeState === EntryState.Shared)
+      this.undelivered.set(e, queueId);
   }
 
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void {
     const state = e.storeState;
     if (state === EntryState.None) return;
     e.storeState = EntryState.None;
+    this.undelivered.delete(e);
     m.storeRefs--;
     // recorded and removed within one batch: it never reaches the disk
     if (state === EntryState.Pending) return;
@@ -221,6 +225,7 @@ export class LmdbStore implements Store {
     }
     b.remBody.push(body);
     b.remShared.push(state === EntryState.Shared);
+    b.remDeliv.push(e.storeDeliv);
     this.schedule();
   }
 
@@ -279,19 +284,14 @@ export class LmdbStore implements Store {
       e.storeBatch = batchNo;
       ops++;
     }
-    for (let i = 0; i < b.delivEntry.length; i++) {
-      const e = b.delivEntry[i]!;
-      if (e.storeState === EntryState.None) continue;
-      const v = Buffer.allocUnsafe(4);
-      v.writeUInt32BE(e.deliveries, 0);
-      last = this.deliv.put(messageKey(key, b.delivQueue[i]!, e.seq), v);
-      ops++;
-    }
     for (let i = 0; i < b.remSeq.length; i++) {
       messageKey(key, b.remQueue[i]!, b.remSeq[i]!);
       last = this.msgs.remove(key);
-      this.deliv.remove(key);
-      ops += 2;
+      ops++;
+      if (b.remDeliv[i]) {
+        this.deliv.remove(key);
+        ops++;
+      }
       if (b.remShared[i]) this.refs.remove(key);
       const body = b.remBody[i]!;
       if (body !== 0) {
@@ -398,7 +398,14 @@ export class LmdbStore implements Store {
       } else {
         m = { ...r.wire!, storeId: 0, storeRefs: 0 };
       }
-      out.push({ seq, deliveries, message: m, expiresAt: r.expiresAt, shared: r.kind === KIND_SHARED });
+      out.push({
+        seq,
+        deliveries,
+        message: m,
+        expiresAt: r.expiresAt,
+        shared: r.kind === KIND_SHARED,
+        delivRecord: d !== undefined,
+      });
     }
     return out;
   }
@@ -452,6 +459,15 @@ export class LmdbStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // a clean stop keeps the delivery counts, so those messages come back redelivered
+    const key = this.key;
+    for (const [e, queueId] of this.undelivered) {
+      if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) continue;
+      const v = Buffer.allocUnsafe(4);
+      v.writeUInt32BE(e.deliveries, 0);
+      this.track(this.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v), 1);
+    }
+    this.undelivered.clear();
     this.commit();
     this.closed = true;
     await this.env.flushed;

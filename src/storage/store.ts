@@ -48,6 +48,8 @@ export interface StoredEntry {
   readonly seq: number;
   /** number of the batch that wrote it (compare with Store.settledBatch) */
   storeBatch: number;
+  /** a delivery-count record exists for it in the store */
+  storeDeliv: boolean;
   /** ms since the epoch, 0 = never */
   readonly expiresAt: number;
   deliveries: number;
@@ -67,6 +69,8 @@ export interface RecoveredMessage {
   message: StoredMessage;
   /** stored as a reference to a shared body */
   shared: boolean;
+  /** a delivery-count record exists for it */
+  delivRecord: boolean;
 }
 
 export interface Store {

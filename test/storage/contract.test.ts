@@ -421,7 +421,7 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(store.messages(Q1).map((r) => r.message.body.toString())).toEqual(['c']);
     });
 
-    it('delivery counts are kept: written with a pending entry, and recorded by delivered() later', async () => {
+    it('delivery counts are kept: written with a pending entry, and by a clean close for later deliveries', async () => {
       const m1 = message('delivered before its commit');
       const e1 = new QueueEntry(m1, 1, 0);
       const m2 = message('delivered after its commit');
@@ -440,7 +440,8 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       e2.deliveries = 2;
       store.delivered(Q1, e2);
       await commitAndSettle(store);
-      expect(store.messages(Q1).map((r) => r.deliveries)).toEqual([1, 2, 0]);
+      // a delivery after the commit is written by the clean close (a crash flags everything anyway)
+      expect(store.messages(Q1).map((r) => r.deliveries)).toEqual([1, 0, 0]);
       const [q1] = await reopen();
       expect(q1!.map((r) => r.deliveries)).toEqual([1, 2, 0]);
       // a recovered entry delivered again
