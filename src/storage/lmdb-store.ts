@@ -126,6 +126,7 @@ export class LmdbStore implements Store {
   private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
   settledBatch = 0;
+  private writeFailed = false;
   /** the previous run did not stop cleanly: stored messages may have been delivered */
   readonly uncleanStart: boolean;
 
@@ -320,7 +321,7 @@ export class LmdbStore implements Store {
       }
     }
     if (last === null && b.confirms.empty) {
-      this.settledBatch = batchNo;
+      if (!this.writeFailed && this.inflight.length === 0) this.settledBatch = batchNo;
       return;
     }
     const f: InFlight = { batchNo, done: false, ok: true, ops, confirms: b.confirms };
@@ -366,7 +367,9 @@ export class LmdbStore implements Store {
     while (this.inflight.length > 0 && this.inflight[0]!.done) {
       const f = this.inflight.shift()!;
       this.pendingOps -= f.ops;
-      if (f.ok && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
+      // after a failed batch nothing counts as safely stored any more, so nothing is paged out
+      if (!f.ok) this.writeFailed = true;
+      else if (!this.writeFailed && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
       f.confirms.settle(f.ok);
     }
     if (before >= BACKLOG_LOW && this.pendingOps < BACKLOG_LOW) this.onDrained?.();
