@@ -12,7 +12,6 @@ export type { ConfirmTarget } from '../storage/store.js';
 
 import { ccKeys, deadLettered, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
-import { DirectExchange } from './exchange/direct.js';
 import {
   argsKey,
   Binding,
@@ -21,10 +20,8 @@ import {
   type Exchange,
   type ExchangeType,
 } from './exchange/exchange.js';
-import { FanoutExchange } from './exchange/fanout.js';
-import { HeadersExchange } from './exchange/headers.js';
 import { validateXMatch } from './exchange/headers-match.js';
-import { TopicExchange } from './exchange/topic.js';
+import { makeExchange } from './exchange/make.js';
 import type { Message } from './message.js';
 import { type DeathReason, Queue } from './queue.js';
 import { argsEquivalence, argTypeName, describe, validateQueueArgs } from './queue-args.js';
@@ -461,26 +458,6 @@ export class VHost {
 
 function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {
   return `${dst.isQueue ? 'q' : 'e'}:${dst.name}\u0000${routingKey}\u0000${argsKey(args)}`;
-}
-
-function makeExchange(
-  name: string,
-  type: ExchangeType,
-  durable: boolean,
-  autoDelete: boolean,
-  internal: boolean,
-  args: FieldTable,
-): Exchange {
-  switch (type) {
-    case 'direct':
-      return new DirectExchange(name, durable, autoDelete, internal, args);
-    case 'fanout':
-      return new FanoutExchange(name, durable, autoDelete, internal, args);
-    case 'topic':
-      return new TopicExchange(name, durable, autoDelete, internal, args);
-    case 'headers':
-      return new HeadersExchange(name, durable, autoDelete, internal, args);
-  }
 }
 
 export class VHostRegistry {
