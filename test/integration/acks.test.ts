@@ -4,40 +4,22 @@
  * channel or connection closes. Reply codes and texts are the ones RabbitMQ 3.10 sends for the
  * same input; requeued messages go back to their original position, marked redelivered.
  */
-import { type AMQPChannel, AMQPClient, type AMQPMessage } from '@cloudamqp/amqp-client';
-import amqplib from 'amqplib';
+import type { AMQPChannel, AMQPClient, AMQPMessage } from '@cloudamqp/amqp-client';
+import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import {
+  bodies,
+  connectAmqplib,
+  connectClient,
+  declare,
+  nextChannelError,
+  publish,
+  readyCount,
+} from '../helpers/consumers.js';
 import { waitFor } from '../helpers/wait.js';
 
 // ------------------------------------------------------------------ helpers
-
-/** Connects amqp-client and records every error it reports. */
-async function connectClient(url: string): Promise<{ client: AMQPClient; errors: string[] }> {
-  const client = new AMQPClient(url);
-  const errors: string[] = [];
-  client.onerror = (e) => errors.push(e.message);
-  await client.connect();
-  return { client, errors };
-}
-
-/** Connects amqplib and records its 'error' events and its 'close'. */
-async function connectAmqplib(url: string): Promise<{
-  model: amqplib.ChannelModel;
-  errors: (Error & { code?: number })[];
-  closed: Promise<(Error & { code?: number }) | undefined>;
-}> {
-  const model = await amqplib.connect(url);
-  const errors: Error[] = [];
-  model.on('error', (e: Error) => errors.push(e));
-  const closed = new Promise<Error | undefined>((resolve) => model.once('close', (e?: Error) => resolve(e)));
-  return { model, errors, closed };
-}
-
-/** The next 'error' an amqplib channel emits (the broker closed it). */
-function nextChannelError(ch: amqplib.Channel): Promise<Error & { code?: number }> {
-  return new Promise((resolve) => ch.once('error', resolve));
-}
 
 /** Records why the broker closed an amqp-client channel. */
 function channelReasons(ch: AMQPChannel): string[] {
@@ -49,26 +31,6 @@ function channelReasons(ch: AMQPChannel): string[] {
 /** An amqplib message stand-in carrying only a delivery tag (to ack arbitrary tags). */
 function tagged(deliveryTag: number): amqplib.Message {
   return { fields: { deliveryTag } } as unknown as amqplib.Message;
-}
-
-async function declare(ch: AMQPChannel, q: string): Promise<void> {
-  await ch.queueDeclare(q, { durable: false, autoDelete: false });
-}
-
-/** Publishes `bodies` to queue `q` on a confirm channel and waits for every confirm. */
-async function publish(client: AMQPClient, q: string, bodies: string[]): Promise<void> {
-  const ch = await client.channel();
-  await ch.confirmSelect();
-  await Promise.all(bodies.map((b) => ch.basicPublish('', q, b)));
-  await ch.close();
-}
-
-/** The queue's ready-message count, on a fresh channel of `client`. */
-async function readyCount(client: AMQPClient, q: string): Promise<number> {
-  const ch = await client.channel();
-  const ok = await ch.queueDeclare(q, { passive: true });
-  await ch.close();
-  return ok.messageCount;
 }
 
 /** Takes every ready message with basic.get no-ack: body, with '*' when redelivered. */
@@ -95,10 +57,6 @@ async function drainAmqplib(model: amqplib.ChannelModel, q: string): Promise<str
   }
   await ch.close();
   return out;
-}
-
-function bodies(n: number, prefix = 'm'): string[] {
-  return Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 }
 
 /** Gets `n` messages with basic.get and manual acknowledgement (delivery tags 1..n). */

@@ -6,72 +6,26 @@
  * difference: RabbitMQ refuses channel.flow active=false (540 NOT_IMPLEMENTED); Warren honours it.
  */
 import type { Socket } from 'node:net';
-import { type AMQPChannel, AMQPClient, type AMQPMessage } from '@cloudamqp/amqp-client';
-import amqplib from 'amqplib';
+import { AMQPClient, type AMQPMessage } from '@cloudamqp/amqp-client';
+import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import {
+  bodies,
+  connectAmqplib,
+  connectClient,
+  declare,
+  nextChannelError,
+  publish,
+  readyCount,
+} from '../helpers/consumers.js';
 import { waitFor } from '../helpers/wait.js';
 
 // ------------------------------------------------------------------ helpers
 
-/** Connects amqp-client and records every error it reports. */
-async function connectClient(url: string): Promise<{ client: AMQPClient; errors: string[] }> {
-  const client = new AMQPClient(url);
-  const errors: string[] = [];
-  client.onerror = (e) => errors.push(e.message);
-  await client.connect();
-  return { client, errors };
-}
-
-/** Connects amqplib and records its 'error' events and its 'close'. */
-async function connectAmqplib(url: string): Promise<{
-  model: amqplib.ChannelModel;
-  errors: (Error & { code?: number })[];
-  closed: Promise<(Error & { code?: number }) | undefined>;
-}> {
-  const model = await amqplib.connect(url);
-  const errors: Error[] = [];
-  model.on('error', (e: Error) => errors.push(e));
-  const closed = new Promise<Error | undefined>((resolve) => model.once('close', (e?: Error) => resolve(e)));
-  return { model, errors, closed };
-}
-
-/** The next 'error' an amqplib channel emits (the broker closed it). */
-function nextChannelError(ch: amqplib.Channel): Promise<Error & { code?: number }> {
-  return new Promise((resolve) => ch.once('error', resolve));
-}
-
 /** The socket under an amqplib connection. */
 function amqplibSocket(model: amqplib.ChannelModel): Socket {
   return (model.connection as unknown as { stream: Socket }).stream;
-}
-
-async function declare(ch: AMQPChannel, q: string): Promise<void> {
-  await ch.queueDeclare(q, { durable: false, autoDelete: false });
-}
-
-/**
- * The queue's ready-message count (queue.declare passive) on a fresh channel of `client`. When
- * `client` is also the consumer's connection this is a barrier: every delivery the broker made
- * before answering has been handed to the consumer callbacks when it resolves.
- */
-async function readyCount(client: AMQPClient, q: string): Promise<number> {
-  const ch = await client.channel();
-  const ok = await ch.queueDeclare(q, { passive: true });
-  await ch.close();
-  return ok.messageCount;
-}
-
-/** Publishes `bodies` to queue `q` on a confirm channel and waits for every confirm. */
-async function publish(client: AMQPClient, q: string, bodies: string[]): Promise<void> {
-  const ch = await client.channel();
-  await ch.confirmSelect();
-  await Promise.all(bodies.map((b) => ch.basicPublish('', q, b)));
-  await ch.close();
-}
-
-function bodies(n: number, prefix = 'm'): string[] {
-  return Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 }
 
 function texts(msgs: AMQPMessage[]): string[] {

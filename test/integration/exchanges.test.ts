@@ -5,10 +5,11 @@
  * refusal is checked for its exact reply code and text (as RabbitMQ 3.10 gives them), and the
  * connection is shown to be still usable after each channel error.
  */
-import { type AMQPChannel, AMQPClient, type AMQPError } from '@cloudamqp/amqp-client';
+import type { AMQPChannel, AMQPClient } from '@cloudamqp/amqp-client';
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import { amqpClientConnect, drain, openChannel, openConfirmChannel, replyText } from '../helpers/routing.js';
 
 /** What amqplib attaches to the errors it reports for a channel or connection close. */
 type CloseError = Error & { code?: number; classId?: number; methodId?: number };
@@ -29,27 +30,6 @@ const QUEUE_UNBIND: [number, number] = [50, 50];
 const BASIC_PUBLISH: [number, number] = [60, 40];
 
 const xr = (name: string) => `exchange '${name}' in vhost '/'`;
-
-/** The reply text inside amqplib's `... with message "TEXT"`. */
-function replyText(e: Error): string | undefined {
-  return /with message "(.*)"$/s.exec(e.message)?.[1];
-}
-
-/**
- * amqplib channels with an 'error' listener: a channel the broker closes unexpectedly then fails
- * the pending call (and so the test) instead of raising an uncaught 'error' event.
- */
-async function openChannel(model: amqplib.ChannelModel): Promise<amqplib.Channel> {
-  const ch = await model.createChannel();
-  ch.on('error', () => {});
-  return ch;
-}
-
-async function openConfirmChannel(model: amqplib.ChannelModel): Promise<amqplib.ConfirmChannel> {
-  const ch = await model.createConfirmChannel();
-  ch.on('error', () => {});
-  return ch;
-}
 
 /** An amqplib connection that records connection-level errors; `close()` asserts there were none. */
 async function amqplibConnect(url: string): Promise<{
@@ -82,16 +62,6 @@ async function confirmChannel(
     returned.push(`${f.replyCode}:${f.replyText}:${f.exchange}:${f.routingKey}:${m.content}`);
   });
   return { ch, returned };
-}
-
-/** Every message in `queue`, taken with basic.get (no-ack), as text. */
-async function drain(ch: amqplib.Channel, queue: string): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const m = await ch.get(queue, { noAck: true });
-    if (m === false) return out;
-    out.push(m.content.toString());
-  }
 }
 
 /** An exclusive queue with a server-chosen name. */
@@ -188,14 +158,6 @@ async function expectAmqpClientChannelClose(
   expect(m?.bodyString()).toBe('still usable');
   await again.queueDelete(q.name);
   await again.close();
-}
-
-async function amqpClientConnect(url: string): Promise<{ client: AMQPClient; errors: AMQPError[] }> {
-  const client = new AMQPClient(url);
-  const errors: AMQPError[] = [];
-  client.onerror = (e) => errors.push(e);
-  await client.connect();
-  return { client, errors };
 }
 
 /** Opens an amqplib connection, runs `op` on a channel and expects the broker to close the connection. */

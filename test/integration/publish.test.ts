@@ -5,35 +5,19 @@
  * max message size. Every refusal is checked for RabbitMQ's exact reply code and text.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type AMQPChannel, AMQPClient, type AMQPError, type AMQPMessage } from '@cloudamqp/amqp-client';
-import amqplib from 'amqplib';
+import type { AMQPChannel, AMQPClient, AMQPMessage } from '@cloudamqp/amqp-client';
+import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { frame, RawClient } from '../helpers/raw-client.js';
+import { amqpClientStillWorks, connectAmqpClient, connectAmqplib } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
 // ------------------------------------------------------------------ helpers
-
-/** Connects amqp-client and records every error it reports. */
-async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; errors: AMQPError[] }> {
-  const client = new AMQPClient(url);
-  const errors: AMQPError[] = [];
-  client.onerror = (e) => errors.push(e);
-  await client.connect();
-  return { client, errors };
-}
-
-/** Connects amqplib; connection-level errors are recorded in `errors`. */
-async function connectAmqplib(url: string): Promise<{ model: amqplib.ChannelModel; errors: Error[] }> {
-  const model = await amqplib.connect(url);
-  const errors: Error[] = [];
-  model.on('error', (e: Error) => errors.push(e));
-  return { model, errors };
-}
 
 /** The negotiated frame-max amqplib keeps on its (untyped) connection object. */
 function amqplibFrameMax(model: amqplib.ChannelModel): number {
@@ -88,16 +72,6 @@ async function amqplibStillWorks(model: amqplib.ChannelModel): Promise<void> {
   ch.sendToQueue(queue, Buffer.from('still here'));
   const msg = await ch.get(queue, { noAck: true });
   expect(msg === false ? null : msg.content.toString()).toBe('still here');
-  await ch.close();
-}
-
-/** Proves an amqp-client connection still works: a message makes a round trip on a new channel. */
-async function amqpClientStillWorks(client: AMQPClient): Promise<void> {
-  const ch = await client.channel();
-  const { name } = await ch.queueDeclare('', { durable: false, exclusive: true });
-  await ch.basicPublish('', name, 'still here');
-  const msg = await ch.basicGet(name, { noAck: true });
-  expect(msg?.bodyString()).toBe('still here');
   await ch.close();
 }
 

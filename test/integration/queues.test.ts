@@ -3,37 +3,21 @@
  * equivalence checks, exclusive and auto-delete queues, purge and delete. Every refusal is
  * checked for RabbitMQ's exact reply code and text, and the connection is used again afterwards.
  */
-import { type AMQPChannel, AMQPClient, type AMQPError } from '@cloudamqp/amqp-client';
-import amqplib from 'amqplib';
+import type { AMQPChannel, AMQPClient } from '@cloudamqp/amqp-client';
+import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker.js';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { amqpClientStillWorks, connectAmqpClient, connectAmqplib } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LOCKED = (q: string): string =>
   `RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '${q}' in vhost '/'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`;
 
 // ------------------------------------------------------------------ helpers
-
-/** Connects amqp-client and records every error it reports. */
-async function connectAmqpClient(url: string): Promise<{ client: AMQPClient; errors: AMQPError[] }> {
-  const client = new AMQPClient(url);
-  const errors: AMQPError[] = [];
-  client.onerror = (e) => errors.push(e);
-  await client.connect();
-  return { client, errors };
-}
-
-/** Connects amqplib; any connection-level error fails the test through `errors`. */
-async function connectAmqplib(url: string): Promise<{ model: amqplib.ChannelModel; errors: Error[] }> {
-  const model = await amqplib.connect(url);
-  const errors: Error[] = [];
-  model.on('error', (e: Error) => errors.push(e));
-  return { model, errors };
-}
 
 /** An amqplib channel whose 'error' events are recorded instead of thrown. */
 async function amqplibChannel(
@@ -95,16 +79,6 @@ async function amqplibStillWorks(model: amqplib.ChannelModel): Promise<void> {
   const { queue } = await ch.assertQueue('', { exclusive: true });
   ch.sendToQueue(queue, Buffer.from('still here'));
   expect(bodyOf(await ch.get(queue, { noAck: true }))).toBe('still here');
-  await ch.close();
-}
-
-/** Proves an amqp-client connection still works: a message makes a round trip on a new channel. */
-async function amqpClientStillWorks(client: AMQPClient): Promise<void> {
-  const ch = await client.channel();
-  const { name } = await ch.queueDeclare('', { durable: false, exclusive: true });
-  await ch.basicPublish('', name, 'still here');
-  const msg = await ch.basicGet(name, { noAck: true });
-  expect(msg?.bodyString()).toBe('still here');
   await ch.close();
 }
 

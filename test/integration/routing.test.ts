@@ -4,42 +4,15 @@
  * RabbitMQ 3.10 gives for the same bindings and messages. The topic trie's own property test is
  * test/core/topic-trie.test.ts; here only what clients see is checked.
  */
-import { type AMQPChannel, AMQPClient, type AMQPError } from '@cloudamqp/amqp-client';
+import type { AMQPChannel, AMQPClient } from '@cloudamqp/amqp-client';
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { withBroker } from '../helpers/broker.js';
+import { amqpClientConnect, drain, openChannel, openConfirmChannel, replyText } from '../helpers/routing.js';
 
 type CloseError = Error & { code?: number; classId?: number; methodId?: number };
 
 const QUEUE_BIND: [number, number] = [50, 20];
-
-function replyText(e: Error): string | undefined {
-  return /with message "(.*)"$/s.exec(e.message)?.[1];
-}
-
-/**
- * amqplib channels with an 'error' listener: a channel the broker closes unexpectedly then fails
- * the pending call (and so the test) instead of raising an uncaught 'error' event.
- */
-async function openChannel(model: amqplib.ChannelModel): Promise<amqplib.Channel> {
-  const ch = await model.createChannel();
-  ch.on('error', () => {});
-  return ch;
-}
-
-async function openConfirmChannel(model: amqplib.ChannelModel): Promise<amqplib.ConfirmChannel> {
-  const ch = await model.createConfirmChannel();
-  ch.on('error', () => {});
-  return ch;
-}
-
-async function amqpClientConnect(url: string): Promise<{ client: AMQPClient; errors: AMQPError[] }> {
-  const client = new AMQPClient(url);
-  const errors: AMQPError[] = [];
-  client.onerror = (e) => errors.push(e);
-  await client.connect();
-  return { client, errors };
-}
 
 /** An amqp-client channel in confirm mode: each `await basicPublish` waits for the broker's ack. */
 async function confirmedChannel(client: AMQPClient): Promise<AMQPChannel> {
@@ -55,15 +28,6 @@ async function drainAc(ch: AMQPChannel, queue: string): Promise<string[]> {
     const m = await ch.basicGet(queue, { noAck: true });
     if (m === null) return out;
     out.push(m.bodyString() ?? '');
-  }
-}
-
-async function drain(ch: amqplib.Channel, queue: string): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const m = await ch.get(queue, { noAck: true });
-    if (m === false) return out;
-    out.push(m.content.toString());
   }
 }
 
