@@ -19,6 +19,7 @@ import { recover } from './recovery.js';
 import { LmdbStore } from './storage/lmdb-store.js';
 import { DataDirLock, DataDirLocked } from './storage/lock.js';
 import { MemoryStore, type Store } from './storage/store.js';
+import { checkExternalMemory } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
 
@@ -57,6 +58,7 @@ export class Broker implements ConnectionContext {
   readonly flow = new FlowControl(() => this.connections);
   private lock: DataDirLock | null = null;
   private monitor: NodeJS.Timeout | null = null;
+  private gcTimer: NodeJS.Timeout | null = null;
   readonly serverProperties: FieldTable;
   readonly connections = new Set<Connection>();
   private server: Server | null = null;
@@ -83,6 +85,7 @@ export class Broker implements ConnectionContext {
     const broker = new Broker(config, logger ?? createLogger(config.logLevel));
     try {
       broker.openDataDir();
+      if (broker.store instanceof LmdbStore) await broker.store.finishDeletes();
       const live = recover(broker);
       if (broker.store instanceof LmdbStore) {
         await broker.store.cleanup(live);
@@ -178,6 +181,8 @@ export class Broker implements ConnectionContext {
     };
     this.monitor = setInterval(check, 1000);
     this.monitor.unref();
+    this.gcTimer = setInterval(checkExternalMemory, 200);
+    this.gcTimer.unref();
   }
 
   private listen(): Promise<void> {
@@ -247,6 +252,7 @@ export class Broker implements ConnectionContext {
 
   private async closeStore(): Promise<void> {
     if (this.monitor) clearInterval(this.monitor);
+    if (this.gcTimer) clearInterval(this.gcTimer);
     this.monitor = null;
     const store = this.store;
     this.store = new MemoryStore();

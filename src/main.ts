@@ -38,6 +38,10 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (signalled) stop(broker, signalled);
+  // a stray rejection (a library promise nobody waited on) is logged; it must not take down a
+  // broker that holds everyone's unconfirmed and in-memory messages
+  const log = broker.log;
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 }
 
 function stop(broker: Broker, signal: string): void {

@@ -24,7 +24,7 @@ export function checkStoreFile(path: string): void {
     }
     if (head.readUInt32LE(28) !== 2) return; // another LMDB format: let LMDB judge it
     const pageSize = head.readUInt32LE(0x30);
-    if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
+    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
       throw new StoreFileError(`store ${path} has an invalid page size ${pageSize} (corrupt?)`);
     }
     let meta = 0;

@@ -15,6 +15,7 @@ import {
   bodyValue,
   inlineValue,
   KIND_SHARED,
+  keySeq,
   messageKey,
   readMessageRecord,
   readU64Key,
@@ -72,12 +73,40 @@ function newBatch(): Batch {
   };
 }
 
+/** A range of paged-out messages being deleted a chunk per commit (purge or delete of a deep queue). */
+interface Purge {
+  queueId: number;
+  next: number;
+  to: number;
+  /** its record in the purges db, deleted with the last chunk */
+  recordKey: Buffer;
+}
+
+/**
+ * Keys deleted per transaction when a range goes: one transaction deleting millions of keys
+ * would overflow LMDB's dirty-page limit (MDB_TXN_FULL) and stall every other write.
+ */
+/**
+ * LMDB page size for new stores (an existing store keeps its own). With remapChunks lmdb-js
+ * maps the file in chunks of 16 pages and unmaps unused ones only once 8,192 chunks are
+ * mapped, so the page size sets how much of a draining store stays resident: 512 MiB with
+ * 4 KiB pages, 256 MiB with 2 KiB. A 1 KiB message then takes one 2 KiB overflow page, the
+ * same space as two per 4 KiB leaf, and small messages pack as before. Measured on 2M x 1 KiB:
+ * peak RSS 765 -> 459 MiB with fill and drain as fast (README, durability figures).
+ */
+export const STORE_PAGE_SIZE = 2048;
+
+export const PURGE_CHUNK = 10_000;
+const MAX_SEQ = 2 ** 53 - 1;
+
 /** A committed-or-in-flight batch waiting to settle its confirms, in order. */
 interface InFlight {
   batchNo: number;
   done: boolean;
   ok: boolean;
   ops: number;
+  /** message bytes it writes */
+  bytes: number;
   confirms: ConfirmBatch;
 }
 
@@ -92,9 +121,16 @@ export interface LmdbStoreOptions {
   onBusy?: () => void;
 }
 
-/** Unsettled writes above which publishers are paused, and below which they resume. */
+/**
+ * Unsettled writes (and their bytes) above which publishers are paused, and below which they
+ * resume. lmdb-js blocks the JS thread near 300,000 queued writes; the byte bound keeps the
+ * messages waiting for the disk (held here and copied into lmdb-js's write buffer) from
+ * dominating the broker's memory when bodies are large.
+ */
 export const BACKLOG_HIGH = 100_000;
 export const BACKLOG_LOW = 25_000;
+export const BACKLOG_BYTES_HIGH = 8 * 1024 * 1024;
+export const BACKLOG_BYTES_LOW = 2 * 1024 * 1024;
 
 export class LmdbStore implements Store {
   readonly durable = true;
@@ -106,6 +142,12 @@ export class LmdbStore implements Store {
   /** message key -> body id, for entries that reference a shared body (recovery counts these) */
   private readonly refs: Database<Buffer, Buffer>;
   private readonly defs: Database<Definition, Buffer>;
+  /** queueId|fromSeq -> toSeq: ranges whose deletion has started but not finished */
+  private readonly purges: Database<Buffer, Buffer>;
+  private readonly purging: Purge[] = [];
+  private inCommit = false;
+  /** the deliveries db has records (it is only written at close, so this holds for the run) */
+  private hasDeliv = false;
   private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
   onDrained: (() => void) | undefined;
@@ -114,6 +156,8 @@ export class LmdbStore implements Store {
   private queued = false;
   private readonly inflight: InFlight[] = [];
   private pendingOps = 0;
+  private pendingBytes = 0;
+  private busy = false;
   private nextDef = 1;
   private nextBody = 1;
   private readonly key = Buffer.allocUnsafe(12);
@@ -143,6 +187,7 @@ export class LmdbStore implements Store {
       separateFlushed: true,
       compression: false,
       remapChunks: true,
+      pageSize: STORE_PAGE_SIZE,
     });
     // a clean stop leaves 'clean' = 1; anything else means the last run was killed
     this.uncleanStart = this.env.get('clean') === 0;
@@ -151,6 +196,8 @@ export class LmdbStore implements Store {
     this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
     this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
     this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
+    this.purges = this.env.openDB<Buffer, Buffer>('purges', bin);
+    for (const _ of this.deliv.getKeys({ limit: 1 })) this.hasDeliv = true;
     this.defs = this.env.openDB<Definition, Buffer>('definitions', {
       keyEncoding: 'binary',
       compression: false,
@@ -255,12 +302,22 @@ export class LmdbStore implements Store {
   commit(): void {
     this.queued = false;
     if (this.closed) return;
+    this.inCommit = true;
+    try {
+      this.commitBatch();
+    } finally {
+      this.inCommit = false;
+    }
+  }
+
+  private commitBatch(): void {
     const b = this.batch;
     this.batch = newBatch();
     b.confirms.seal();
     const batchNo = ++this.batchNo;
     let last: Promise<unknown> | null = null;
     let ops = 0;
+    let bytes = 0;
     const key = this.key;
     for (let i = 0; i < b.enqEntry.length; i++) {
       const e = b.enqEntry[i]!;
@@ -272,6 +329,7 @@ export class LmdbStore implements Store {
         if (m.storeId === 0) {
           m.storeId = this.nextBody++;
           last = this.bodies.put(u64Key(m.storeId), bodyValue(m));
+          bytes += m.body.length;
           ops++;
         }
         last = this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId));
@@ -280,6 +338,7 @@ export class LmdbStore implements Store {
         e.storeState = EntryState.Shared;
       } else {
         last = this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m));
+        bytes += m.body.length;
         e.storeState = EntryState.Inline;
       }
       e.storeBatch = batchNo;
@@ -301,33 +360,35 @@ export class LmdbStore implements Store {
       }
     }
     for (let i = 0; i < b.rangeQueue.length; i++) {
-      // paged-out messages that were never loaded (purge or delete of a deep queue)
-      const start = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
-      const end = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeTo[i]! + 1);
-      for (const k of this.msgs.getKeys({ start, end })) {
-        last = this.msgs.remove(k as Buffer);
-        this.deliv.remove(k as Buffer);
-        ops += 2;
-      }
-      for (const { key: k, value } of this.refs.getRange({ start, end })) {
-        this.refs.remove(k as Buffer);
-        const id = readU64Key(value);
-        const n = (this.bodyRefs.get(id) ?? 1) - 1;
-        if (n > 0) this.bodyRefs.set(id, n);
-        else {
-          this.bodyRefs.delete(id);
-          this.bodies.remove(u64Key(id));
-        }
-      }
+      // paged-out messages that were never loaded: recorded first, so a restart finishes the job
+      const recordKey = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
+      last = this.purges.put(recordKey, u64Key(b.rangeTo[i]!));
+      ops++;
+      this.purging.push({ queueId: b.rangeQueue[i]!, next: b.rangeFrom[i]!, to: b.rangeTo[i]!, recordKey });
+    }
+    if (this.purging.length > 0) {
+      const p = this.purging[0]!;
+      const step = this.deleteChunk(p.queueId, p.next, p.to);
+      if (step.next > p.to) {
+        this.purging.shift();
+        last = this.purges.remove(p.recordKey);
+        ops++;
+      } else p.next = step.next;
+      if (step.last !== null) last = step.last;
+      ops += step.ops;
     }
     if (last === null && b.confirms.empty) {
       if (!this.writeFailed && this.inflight.length === 0) this.settledBatch = batchNo;
       return;
     }
-    const f: InFlight = { batchNo, done: false, ok: true, ops, confirms: b.confirms };
+    const f: InFlight = { batchNo, done: false, ok: true, ops, bytes, confirms: b.confirms };
     this.inflight.push(f);
     this.pendingOps += ops;
-    if (this.pendingOps > BACKLOG_HIGH) this.onBusy?.();
+    this.pendingBytes += bytes;
+    if (!this.busy && (this.pendingOps > BACKLOG_HIGH || this.pendingBytes > BACKLOG_BYTES_HIGH)) {
+      this.busy = true;
+      this.onBusy?.();
+    }
     if (last === null) {
       f.done = true;
       this.settle();
@@ -336,8 +397,73 @@ export class LmdbStore implements Store {
     this.wait(last, f);
   }
 
+  /**
+   * Deletes up to PURGE_CHUNK stored messages of a queue with seq in [from, to] (with their
+   * delivery counts, and shared bodies nothing else refers to). Returns where to go on from
+   * (past `to` when the range is done) and the last write.
+   */
+  private deleteChunk(
+    queueId: number,
+    from: number,
+    to: number,
+    countBodies = true,
+  ): { next: number; ops: number; last: Promise<unknown> | null } {
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, from);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId, Math.min(to, MAX_SEQ - 1) + 1);
+    const keys: Buffer[] = [];
+    for (const k of this.msgs.getKeys({ start, end, limit: PURGE_CHUNK }))
+      keys.push(Buffer.from(k as Buffer));
+    let last: Promise<unknown> | null = null;
+    let ops = 0;
+    for (const k of keys) {
+      last = this.msgs.remove(k);
+      this.deliv.remove(k);
+      ops += 2;
+    }
+    const done = keys.length < PURGE_CHUNK;
+    // the span this chunk covered: to the range's end when done, else past its last key
+    const next = done ? to + 1 : keySeq(keys[keys.length - 1]!) + 1;
+    const spanEnd = done ? end : messageKey(Buffer.allocUnsafe(12), queueId, next);
+    for (const { key: k, value } of this.refs.getRange({ start, end: spanEnd })) {
+      this.refs.remove(k as Buffer);
+      // before recovery nothing is counted yet: cleanup() deletes the bodies left unreferenced
+      if (!countBodies) continue;
+      const id = readU64Key(value);
+      const n = (this.bodyRefs.get(id) ?? 1) - 1;
+      if (n > 0) this.bodyRefs.set(id, n);
+      else {
+        this.bodyRefs.delete(id);
+        last = this.bodies.remove(u64Key(id));
+        ops++;
+      }
+    }
+    return { next, ops, last };
+  }
+
+  /**
+   * Finishes range deletions a previous run started (before recovery reads any queue), one
+   * transaction per chunk.
+   */
+  async finishDeletes(): Promise<void> {
+    const ranges: [Buffer, number][] = [];
+    for (const { key, value } of this.purges.getRange())
+      ranges.push([Buffer.from(key as Buffer), readU64Key(value)]);
+    for (const [recordKey, to] of ranges) {
+      const queueId = recordKey.readUInt32BE(0);
+      let next = keySeq(recordKey);
+      while (next <= to) {
+        const step = this.deleteChunk(queueId, next, to, false);
+        next = step.next;
+        if (next > to) await this.purges.remove(recordKey);
+        else if (step.last !== null) await step.last;
+      }
+    }
+  }
+
   private wait(p: Promise<unknown>, f: InFlight): void {
     const flushed = (p as Promise<unknown> & { flushed?: Promise<unknown> }).flushed;
+    // with sync off nobody waits for the fsync; its failure is still reported, never unhandled
+    if (this.sync !== 'always') flushed?.then(undefined, (e: unknown) => this.onError(e));
     const safe = this.sync === 'always' && flushed !== undefined ? Promise.all([p, flushed]) : p;
     safe.then(
       () => {
@@ -355,7 +481,14 @@ export class LmdbStore implements Store {
 
   /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
   private track(p: Promise<unknown>, ops: number): void {
-    const f: InFlight = { batchNo: this.batchNo, done: false, ok: true, ops, confirms: new ConfirmBatch() };
+    const f: InFlight = {
+      batchNo: this.batchNo,
+      done: false,
+      ok: true,
+      ops,
+      bytes: 0,
+      confirms: new ConfirmBatch(),
+    };
     this.inflight.push(f);
     this.pendingOps += ops;
     this.wait(p, f);
@@ -363,16 +496,21 @@ export class LmdbStore implements Store {
 
   /** Settles finished batches from the head, so confirms keep their order. */
   private settle(): void {
-    const before = this.pendingOps;
     while (this.inflight.length > 0 && this.inflight[0]!.done) {
       const f = this.inflight.shift()!;
       this.pendingOps -= f.ops;
+      this.pendingBytes -= f.bytes;
       // after a failed batch nothing counts as safely stored any more, so nothing is paged out
       if (!f.ok) this.writeFailed = true;
       else if (!this.writeFailed && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
       f.confirms.settle(f.ok);
     }
-    if (before >= BACKLOG_LOW && this.pendingOps < BACKLOG_LOW) this.onDrained?.();
+    // a range deletion goes on a chunk per commit, paced by the disk
+    if (this.purging.length > 0 && !this.inCommit) this.schedule();
+    if (this.busy && this.pendingOps < BACKLOG_LOW && this.pendingBytes < BACKLOG_BYTES_LOW) {
+      this.busy = false;
+      this.onDrained?.();
+    }
   }
 
   // ---------------------------------------------------------------- recovery
@@ -382,12 +520,13 @@ export class LmdbStore implements Store {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
     const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
     const shared = this.recoveredBodies;
-    for (const { key, value } of this.msgs.getRange({ start, end })) {
-      if (out.length >= limit) break;
+    const range = Number.isFinite(limit) ? { start, end, limit } : { start, end };
+    for (const { key, value } of this.msgs.getRange(range)) {
       const k = key as Buffer;
       const r = readMessageRecord(value);
       const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
-      const d = this.deliv.get(k);
+      // delivery counts are written at a clean stop only: most runs have none to look up
+      const d = this.hasDeliv ? this.deliv.get(k) : undefined;
       const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
       let m: StoredMessage | undefined;
       if (r.kind === KIND_SHARED) {
@@ -395,11 +534,12 @@ export class LmdbStore implements Store {
         if (m === undefined) {
           const body = this.bodies.get(u64Key(r.bodyId));
           if (body === undefined) continue; // its body is gone: nothing to deliver
-          m = { ...readWire(body, 0), storeId: r.bodyId, storeRefs: 0 };
+          m = readWire(body, 0);
+          m.storeId = r.bodyId;
           shared.set(r.bodyId, m);
         }
       } else {
-        m = { ...r.wire!, storeId: 0, storeRefs: 0 };
+        m = r.wire!;
       }
       out.push({
         seq,
@@ -437,27 +577,40 @@ export class LmdbStore implements Store {
    */
   async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {
     this.recoveredBodies = new Map();
-    await this.env.transaction(() => {
-      let skipFrom = -1;
-      for (const k of this.msgs.getKeys()) {
-        const q = (k as Buffer).readUInt32BE(0);
-        if (q === skipFrom || !liveQueues.has(q)) {
-          skipFrom = q;
-          this.msgs.remove(k as Buffer);
-          this.deliv.remove(k as Buffer);
-        }
+    // the queues that have stored messages, found by skipping from one queue's keys to the next
+    const dead: number[] = [];
+    for (let q = 0; ; ) {
+      let found = -1;
+      for (const k of this.msgs.getKeys({ start: u32Key(q), limit: 1 }))
+        found = (k as Buffer).readUInt32BE(0);
+      if (found < 0) break;
+      if (!liveQueues.has(found)) dead.push(found);
+      if (found === 0xffffffff) break;
+      q = found + 1;
+    }
+    for (const q of dead) {
+      let next = 0;
+      while (next <= MAX_SEQ) {
+        const step = this.deleteChunk(q, next, MAX_SEQ, false);
+        next = step.next;
+        if (step.last !== null) await step.last;
       }
-      for (const { key, value } of this.refs.getRange()) {
-        if (!liveQueues.has((key as Buffer).readUInt32BE(0))) {
-          this.refs.remove(key as Buffer);
-          continue;
-        }
-        const id = readU64Key(value);
-        this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
-      }
-      for (const k of this.bodies.getKeys())
-        if (!this.bodyRefs.has(readU64Key(k as Buffer))) this.bodies.remove(k);
-    });
+    }
+    for (const { value } of this.refs.getRange()) {
+      const id = readU64Key(value);
+      this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
+    }
+    let last: Promise<unknown> | null = null;
+    let n = 0;
+    for (const k of this.bodies.getKeys()) {
+      if (this.bodyRefs.has(readU64Key(k as Buffer))) continue;
+      last = this.bodies.remove(Buffer.from(k as Buffer));
+      if (++n % PURGE_CHUNK === 0) await last;
+    }
+    if (last !== null) await last;
+    // startup's own writes (default definitions) settle before clients come: a client's first
+    // confirms then never wait behind them
+    while (this.inflight.length > 0) await new Promise((r) => setTimeout(r, 1));
   }
 
   async close(): Promise<void> {

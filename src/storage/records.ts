@@ -99,12 +99,18 @@ export function bodyValue(m: StoredMessage): Buffer {
   return b;
 }
 
-/** The fields of a wire message; buffers are copies owned by the caller. */
+/**
+ * A stored message read back. Its buffers are views into the record it was read from, which
+ * must be a buffer of the caller's own (lmdb-js's get and getRange hand out copies): one
+ * allocation per record, not three.
+ */
 export interface WireMessage {
   exchange: string;
   routingKey: string;
   properties: Buffer;
   body: Buffer;
+  storeId: number;
+  storeRefs: number;
 }
 
 export class CorruptRecord extends Error {}
@@ -119,9 +125,9 @@ export function readWire(b: Buffer, o: number): WireMessage {
   const pl = b.readUInt32BE(o);
   o += 4;
   if (o + pl > b.length) throw new CorruptRecord('message record is truncated');
-  const properties = Buffer.from(b.subarray(o, o + pl));
-  const body = Buffer.from(b.subarray(o + pl));
-  return { exchange, routingKey, properties, body };
+  const properties = b.subarray(o, o + pl);
+  const body = b.subarray(o + pl);
+  return { exchange, routingKey, properties, body, storeId: 0, storeRefs: 0 };
 }
 
 export interface MessageRecord {

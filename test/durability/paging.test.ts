@@ -9,6 +9,7 @@ import { AMQPClient } from '@cloudamqp/amqp-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker.js';
 import { PAGE_COUNT } from '../../src/core/paged-ready.js';
+import { PURGE_CHUNK } from '../../src/storage/lmdb-store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -140,4 +141,57 @@ describe('a deep durable queue', () => {
       await b2.stop();
     }
   }, 60_000);
+
+  it('purges a queue paged out over many chunks, and a restart finishes a purge cut short', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-paging-'));
+    dirs.push(dataDir);
+    // several delete chunks on disk; the stop right after purge-ok leaves most of them undone
+    const n = PAGE_COUNT + PURGE_CHUNK * 4 + 123;
+    const b1 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      await fill(b1.url, 'cut', n);
+      await fill(b1.url, 'other', 10);
+      const c = new AMQPClient(b1.url);
+      await c.connect();
+      const ch = await c.channel();
+      expect((await ch.queuePurge('cut')).messageCount).toBe(n);
+      await c.close();
+    } finally {
+      await b1.stop();
+    }
+    const b2 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      expect(b2.vhosts.get('/')!.queues.get('cut')!.messageCount).toBe(0);
+      await fill(b2.url, 'cut', 3);
+      expect(await drain(b2.url, 'cut')).toEqual([0, 1, 2]);
+      expect(await drain(b2.url, 'other')).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    } finally {
+      await b2.stop();
+    }
+  }, 120_000);
+
+  it('deletes a deep queue and its stored messages; a queue declared again under the name is empty', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-paging-'));
+    dirs.push(dataDir);
+    const n = PAGE_COUNT + PURGE_CHUNK * 3;
+    const b1 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      await fill(b1.url, 'gone', n);
+      const c = new AMQPClient(b1.url);
+      await c.connect();
+      const ch = await c.channel();
+      expect((await ch.queueDelete('gone')).messageCount).toBe(n);
+      await c.close();
+    } finally {
+      await b1.stop();
+    }
+    const b2 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      expect(b2.vhosts.get('/')!.queues.get('gone')).toBeUndefined();
+      await fill(b2.url, 'gone', 2);
+      expect(await drain(b2.url, 'gone')).toEqual([0, 1]);
+    } finally {
+      await b2.stop();
+    }
+  }, 120_000);
 });

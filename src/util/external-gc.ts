@@ -1,0 +1,31 @@
+/**
+ * Keeps garbage ArrayBuffers from piling up. Message bodies are views into socket chunks and
+ * lmdb-js hands out copies; V8 frees the memory behind them only at a full collection, which it
+ * schedules by JS heap growth and lets external memory run 64 MiB+ past the last collection. A
+ * broker's JS heap is small and its external memory large, so a publishing burst left 100+ MiB
+ * of dead buffers (and malloc keeps the peak). A full collection once dead external memory may
+ * exceed the bound keeps the peak near what is live.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+const FLOOR = 48 * 1024 * 1024;
+
+let collect: (() => void) | null = null;
+try {
+  setFlagsFromString('--expose-gc');
+  collect = runInNewContext('gc') as () => void;
+} catch {
+  collect = null;
+}
+
+let threshold = FLOOR;
+
+/** Called a few times a second: collects when external memory grew well past its live size. */
+export function checkExternalMemory(): void {
+  if (collect === null) return;
+  const ab = process.memoryUsage().arrayBuffers;
+  if (ab < threshold) return;
+  collect();
+  threshold = Math.max(FLOOR, process.memoryUsage().arrayBuffers * 2);
+}
