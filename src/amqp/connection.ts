@@ -179,6 +179,11 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     }
   }
 
+  /** Part of a body frame that straddles socket chunks: the assembler copies it into the body. */
+  onBodyPiece(channel: number, buf: Buffer, off: number, len: number): void {
+    this.onFrame(3, channel, buf, off, len);
+  }
+
   /** Decodes method arguments; any fault in the bytes is a frame error (as RabbitMQ replies). */
   decode(id: number, buf: Buffer, off: number, len: number): MethodArgs {
     if (!isKnownMethod(id)) {

@@ -1,7 +1,10 @@
 /**
  * Splits a byte stream into AMQP frames, whatever the chunking: a frame across chunks, many
  * frames in one chunk, one byte at a time. A frame that lies whole inside a chunk is handed
- * over in place (zero-copy); only a frame that straddles chunks is assembled into its own buffer.
+ * over in place (zero-copy); a frame that straddles chunks is assembled into its own buffer,
+ * except a body frame when the sink takes body pieces: those are handed over in place, piece
+ * by piece (the receiver copies body bytes into the message anyway, so assembling the frame
+ * first would copy a large body twice).
  *
  * Frame: type u8 | channel u16 | size u32 | payload[size] | 0xCE
  */
@@ -13,6 +16,12 @@ export const FRAME_OVERHEAD = 8;
 export interface FrameSink {
   /** Called once per frame; `buf[off, off + len)` is the payload, valid only during the call. */
   onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void;
+  /**
+   * Optional: part of a body frame (type 3) that straddles chunks, in order; the pieces of a
+   * frame concatenate to its payload. The last piece is handed over only once the frame-end
+   * octet has been checked. Valid only during the call.
+   */
+  onBodyPiece?(channel: number, buf: Buffer, off: number, len: number): void;
 }
 
 /** A framing fault: the connection must be closed with FRAME_ERROR (501). */
@@ -33,6 +42,11 @@ export class FrameParser {
   /** Header bytes carried over when a chunk ends inside a frame header. */
   private readonly head = Buffer.alloc(FRAME_HEADER_SIZE);
   private headLen = 0;
+  /** Streaming a body frame: its channel and the payload bytes still to come (-1: not streaming). */
+  private streamChannel = 0;
+  private streamLeft = -1;
+  /** The end of a streamed payload whose frame-end octet is in the next chunk. */
+  private streamTail: Buffer | null = null;
 
   constructor(sink: FrameSink, frameMax: number) {
     this.sink = sink;
@@ -41,13 +55,17 @@ export class FrameParser {
 
   /** Feeds one chunk. Throws FrameError on a framing fault; nothing else is thrown by parsing. */
   push(chunk: Buffer): void {
+    if (this.stopped) return;
     if (this.rest !== null) {
       chunk = Buffer.concat([this.rest, chunk]);
       this.rest = null;
     }
     let o = 0;
     const n = chunk.length;
-    if (this.headLen > 0 || this.partial !== null) {
+    if (this.streamLeft >= 0) {
+      o = this.continueStream(chunk, 0);
+      if (o < 0) return;
+    } else if (this.headLen > 0 || this.partial !== null) {
       o = this.continuePartial(chunk);
       if (o < 0) return;
     }
@@ -68,6 +86,12 @@ export class FrameParser {
         if (chunk[stop] !== 0xce) throw new FrameError(badEnd(chunk[stop]!));
         this.sink.onFrame(chunk[o]!, chunk.readUInt16BE(o + 1), chunk, o + FRAME_HEADER_SIZE, size);
         o = stop + 1;
+      } else if (chunk[o] === 3 && size > 0 && this.sink.onBodyPiece !== undefined) {
+        // A body frame that continues in a later chunk: hand it over piece by piece.
+        this.streamChannel = chunk.readUInt16BE(o + 1);
+        this.streamLeft = size;
+        this.continueStream(chunk, o + FRAME_HEADER_SIZE);
+        return;
       } else {
         // The frame continues in a later chunk: assemble it.
         this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
@@ -76,6 +100,43 @@ export class FrameParser {
         return;
       }
     }
+  }
+
+  /**
+   * Goes on with a streamed body frame from chunk[o]; returns the offset after its frame-end
+   * octet, or -1 when the chunk ended first.
+   */
+  private continueStream(chunk: Buffer, o: number): number {
+    const n = chunk.length;
+    const left = this.streamLeft;
+    if (left > 0) {
+      const take = Math.min(left, n - o);
+      if (take < left) {
+        if (take > 0) this.sink.onBodyPiece!(this.streamChannel, chunk, o, take);
+        this.streamLeft = left - take;
+        return -1;
+      }
+      if (o + take === n) {
+        // the payload ends with this chunk; its end octet (checked first) comes with the next
+        this.streamTail = Buffer.from(chunk.subarray(o, n));
+        this.streamLeft = 0;
+        return -1;
+      }
+      const end = chunk[o + take]!;
+      if (end !== 0xce) throw new FrameError(badEnd(end));
+      this.streamLeft = -1;
+      this.sink.onBodyPiece!(this.streamChannel, chunk, o, take);
+      return o + take + 1;
+    }
+    // only the end octet is missing
+    if (o >= n) return -1;
+    const end = chunk[o]!;
+    if (end !== 0xce) throw new FrameError(badEnd(end));
+    const tail = this.streamTail;
+    this.streamTail = null;
+    this.streamLeft = -1;
+    if (tail !== null) this.sink.onBodyPiece!(this.streamChannel, tail, 0, tail.length);
+    return o + 1;
   }
 
   /** Lifts a hold and parses what was kept back. */
@@ -99,6 +160,11 @@ export class FrameParser {
       const size = this.head.readUInt32BE(3);
       this.headLen = 0;
       this.checkSize(size);
+      if (this.head[0] === 3 && size > 0 && this.sink.onBodyPiece !== undefined) {
+        this.streamChannel = this.head.readUInt16BE(1);
+        this.streamLeft = size;
+        return this.continueStream(chunk, o);
+      }
       this.partial = Buffer.allocUnsafe(size + FRAME_OVERHEAD);
       this.head.copy(this.partial, 0);
       this.partialLen = FRAME_HEADER_SIZE;

@@ -94,6 +94,50 @@ function run(chunks: Buffer[], frameMax = FRAME_MAX): { frames: Frame[]; error: 
   return { frames, error: null };
 }
 
+/**
+ * As run(), with a sink that takes body pieces (as the broker's connections do). Pieces are
+ * copied and joined back into frames using the expected frames' payload sizes; `pieces` counts
+ * how many body frames arrived in more than one piece, `bodyBytes` every body byte handed over.
+ */
+function runPieces(
+  chunks: Buffer[],
+  expected: Frame[],
+  frameMax = FRAME_MAX,
+): { frames: Frame[]; error: unknown; split: number; bodyBytes: number } {
+  const frames: Frame[] = [];
+  let acc: Buffer[] = [];
+  let accLen = 0;
+  let split = 0;
+  let bodyBytes = 0;
+  const parser = new FrameParser(
+    {
+      onFrame(type, channel, buf, off, len) {
+        if (type === 3) bodyBytes += len;
+        frames.push({ type, channel, payload: Buffer.from(buf.subarray(off, off + len)) });
+      },
+      onBodyPiece(channel, buf, off, len) {
+        bodyBytes += len;
+        acc.push(Buffer.from(buf.subarray(off, off + len)));
+        accLen += len;
+        const want = expected[frames.length];
+        if (want === undefined || accLen >= want.payload.length) {
+          if (acc.length > 1) split++;
+          frames.push({ type: 3, channel, payload: Buffer.concat(acc) });
+          acc = [];
+          accLen = 0;
+        }
+      },
+    },
+    frameMax,
+  );
+  try {
+    for (const c of chunks) parser.push(c);
+  } catch (e) {
+    return { frames, error: e, split, bodyBytes };
+  }
+  return { frames, error: null, split, bodyBytes };
+}
+
 /** Splits a buffer at the given (sorted, deduplicated) offsets. */
 function splitAt(b: Buffer, points: number[]): Buffer[] {
   const out: Buffer[] = [];
@@ -250,6 +294,117 @@ describe('frame parser: identical frames for every split of a recorded stream', 
     expect(count).toBe(3);
     p.push(SMALL_STREAM);
     expect(count).toBe(3);
+  });
+});
+
+describe('frame parser: body frames handed over in pieces', () => {
+  it('big stream: whole, byte by byte, and at sampled split points, the pieces join into the same frames', () => {
+    expectFrames(runPieces([BIG_STREAM], BIG).frames, BIG, 'whole');
+    const bytes: Buffer[] = [];
+    for (let i = 0; i < BIG_STREAM.length; i++) bytes.push(BIG_STREAM.subarray(i, i + 1));
+    const r = runPieces(bytes, BIG);
+    expect(r.error).toBeNull();
+    expectFrames(r.frames, BIG, 'byte by byte');
+    expect(r.split).toBeGreaterThan(0);
+    const points = new Set<number>();
+    for (const b of boundaries(BIG)) for (let d = -9; d <= 9; d++) points.add(b + d);
+    for (let p = 0; p < BIG_STREAM.length; p += 997) points.add(p);
+    for (const p of points) {
+      if (p < 0 || p > BIG_STREAM.length) continue;
+      const one = runPieces(splitAt(BIG_STREAM, [p]), BIG);
+      expect(one.error, `split at ${p}`).toBeNull();
+      expectFrames(one.frames, BIG, `split at ${p}`);
+    }
+  });
+
+  it('random multi-splits (fast-check), with the socket reusing its buffers, give the same frames', () => {
+    for (const [stream, frames] of [
+      [SMALL_STREAM, SMALL],
+      [BIG_STREAM, BIG],
+    ] as const) {
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 0, max: stream.length }), { maxLength: 40 }), (points) => {
+          const chunks = splitAt(stream, points).map((c) => Buffer.from(c));
+          const got: Frame[] = [];
+          let acc: Buffer[] = [];
+          const p = new FrameParser(
+            {
+              onFrame(type, channel, buf, off, len) {
+                got.push({ type, channel, payload: Buffer.from(buf.subarray(off, off + len)) });
+              },
+              onBodyPiece(channel, buf, off, len) {
+                acc.push(Buffer.from(buf.subarray(off, off + len)));
+                const joined = Buffer.concat(acc);
+                if (joined.length >= frames[got.length]!.payload.length) {
+                  got.push({ type: 3, channel, payload: joined });
+                  acc = [];
+                }
+              },
+            },
+            FRAME_MAX,
+          );
+          for (const c of chunks) {
+            p.push(c);
+            c.fill(0x55);
+          }
+          expectFrames(got, frames, `split at ${points.join(',')}`);
+        }),
+        { numRuns: 200 },
+      );
+    }
+  });
+
+  it('pieces are views into the pushed chunks, not copies', () => {
+    const i = BIG.findIndex((f) => f.payload === BIG_BODY);
+    const start = boundaries(BIG)[i]!;
+    const chunks = splitAt(BIG_STREAM, [start + 1000, start + 50_000, start + 90_000]);
+    const seen: Buffer[] = [];
+    const p = new FrameParser(
+      {
+        onFrame() {},
+        onBodyPiece(_c, buf) {
+          seen.push(buf);
+        },
+      },
+      FRAME_MAX,
+    );
+    for (const c of chunks) p.push(c);
+    // the body starts in the first chunk and ends in the fourth: one piece from each
+    expect(seen.length).toBe(4);
+    expect(seen.every((b, k) => b === chunks[k])).toBe(true);
+  });
+
+  it('a bad end octet after a streamed body is a FrameError, and the body is never completed', () => {
+    const i = BIG.findIndex((f) => f.payload === BIG_BODY);
+    const stream = Buffer.concat(BIG.map((f, k) => raw(f, k === i ? 0x00 : 0xce)));
+    const start = boundaries(BIG)[i]!;
+    const end = boundaries(BIG)[i + 1]!;
+    const before = BIG.slice(0, i).reduce((n, f) => n + (f.type === 3 ? f.payload.length : 0), 0);
+    for (const p of [start + 5, start + 9, start + 20_000, end - 9, end - 2, end - 1, end]) {
+      const r = runPieces(splitAt(stream, [p]), BIG);
+      expect(r.error, `split at ${p}`).toBeInstanceOf(FrameError);
+      expectFrames(r.frames.slice(0, i), BIG.slice(0, i), `split at ${p}`);
+      // of the broken frame, fewer bytes than its payload were handed over
+      expect(r.bodyBytes - before, `split at ${p}`).toBeLessThan(BIG_BODY.length);
+    }
+  });
+
+  it('stopped = true from the sink stops a streamed body too', () => {
+    let pieces = 0;
+    const p: FrameParser = new FrameParser(
+      {
+        onFrame() {},
+        onBodyPiece() {
+          pieces++;
+          p.stopped = true;
+        },
+      },
+      FRAME_MAX,
+    );
+    const i = BIG.findIndex((f) => f.payload === BIG_BODY);
+    const start = boundaries(BIG)[i]!;
+    for (const c of splitAt(BIG_STREAM, [start + 100, start + 200, start + 300])) p.push(c);
+    expect(pieces).toBe(1);
   });
 });
 
