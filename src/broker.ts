@@ -18,7 +18,8 @@ import { ReplyCode } from './protocol/generated/spec.js';
 import { recover } from './recovery.js';
 import { LmdbStore } from './storage/lmdb-store.js';
 import { DataDirLock, DataDirLocked } from './storage/lock.js';
-import { MemoryStore, type Store } from './storage/store.js';
+import { MemoryStore } from './storage/memory-store.js';
+import type { Store } from './storage/store.js';
 import { checkExternalMemory } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
@@ -85,12 +86,10 @@ export class Broker implements ConnectionContext {
     const broker = new Broker(config, logger ?? createLogger(config.logLevel));
     try {
       broker.openDataDir();
-      if (broker.store instanceof LmdbStore) await broker.store.finishDeletes();
+      await broker.store.finishDeletes();
       const live = recover(broker);
-      if (broker.store instanceof LmdbStore) {
-        await broker.store.cleanup(live);
-        broker.store.markRunning();
-      }
+      await broker.store.cleanup(live);
+      broker.store.markRunning();
       broker.startMonitor();
       await broker.listen();
     } catch (e) {

@@ -163,7 +163,7 @@ export class LmdbStore implements Store {
   private readonly key = Buffer.allocUnsafe(12);
   private closed = false;
   /** bodies read during recovery, so queues sharing one get the same object */
-  private recoveredBodies = new Map<number, StoredMessage>();
+  private recoveredBodies: Map<number, StoredMessage> | null = new Map();
   /** references to each shared body from stored entries (counted here, not on the message) */
   private readonly bodyRefs = new Map<number, number>();
   /** stored entries delivered since they were written, whose count is written at close */
@@ -530,13 +530,13 @@ export class LmdbStore implements Store {
       const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
       let m: StoredMessage | undefined;
       if (r.kind === KIND_SHARED) {
-        m = shared.get(r.bodyId);
+        m = shared?.get(r.bodyId);
         if (m === undefined) {
           const body = this.bodies.get(u64Key(r.bodyId));
           if (body === undefined) continue; // its body is gone: nothing to deliver
           m = readWire(body, 0);
           m.storeId = r.bodyId;
-          shared.set(r.bodyId, m);
+          shared?.set(r.bodyId, m);
         }
       } else {
         m = r.wire!;
@@ -568,6 +568,8 @@ export class LmdbStore implements Store {
   /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
   markRunning(): void {
     this.env.putSync('clean', 0);
+    // recovery is over: bodies read while paging are not kept (the map would only grow)
+    this.recoveredBodies = null;
   }
 
   /**

@@ -74,7 +74,7 @@ export interface RecoveredMessage {
 }
 
 export interface Store {
-  /** false for the in-memory store: nothing needs recording */
+  /** false for the placeholder MemoryStore (no backing): nothing needs recording */
   readonly durable: boolean;
   /** Stores a definition; returns its id (used to delete it). */
   putDefinition(def: Definition): number;
@@ -106,6 +106,18 @@ export interface Store {
   commit(): void;
   /** Operations written but not yet settled (flow control). */
   readonly backlog: number;
+  /**
+   * Finishes range deletions a previous run started but did not end (at startup, before
+   * recovery reads any queue).
+   */
+  finishDeletes(): Promise<void>;
+  /**
+   * After recovery: deletes the messages of queues not in `liveQueues` and shared bodies nothing
+   * refers to, and counts the references to the others.
+   */
+  cleanup(liveQueues: ReadonlySet<number>): Promise<void>;
+  /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
+  markRunning(): void;
   close(): Promise<void>;
 }
 
@@ -151,62 +163,4 @@ export class ConfirmBatch {
       else t.rejectUpTo(this.seqs[i]!);
     }
   }
-}
-
-/** A store that keeps nothing on disk: batches exist only to order confirms. */
-export class MemoryStore implements Store {
-  readonly durable = false;
-  readonly backlog = 0;
-  readonly settledBatch = 0;
-  readonly uncleanStart = false;
-  private batch = new ConfirmBatch();
-  private queued = false;
-  private nextDef = 1;
-  private readonly defs = new Map<number, Definition>();
-
-  putDefinition(def: Definition): number {
-    const id = this.nextDef++;
-    this.defs.set(id, def);
-    return id;
-  }
-
-  deleteDefinition(id: number): void {
-    this.defs.delete(id);
-  }
-
-  definitions(): [number, Definition][] {
-    return [...this.defs.entries()];
-  }
-
-  enqueue(): void {}
-  delivered(): void {}
-  remove(): void {}
-
-  messages(): RecoveredMessage[] {
-    return [];
-  }
-
-  extent(): { count: number; lastSeq: number } {
-    return { count: 0, lastSeq: 0 };
-  }
-
-  removeRange(): void {}
-
-  confirmAfterCommit(target: ConfirmTarget, seq: number): void {
-    this.batch.add(target, seq);
-    if (!this.queued) {
-      this.queued = true;
-      scheduleCommit(this);
-    }
-  }
-
-  commit(): void {
-    this.queued = false;
-    const b = this.batch;
-    this.batch = new ConfirmBatch();
-    b.seal();
-    b.settle(true);
-  }
-
-  async close(): Promise<void> {}
 }
