@@ -143,8 +143,26 @@ export class OutBuffer {
 
   /** Writes a shortstr; throws RangeError if it is longer than 255 bytes in UTF-8. */
   shortstr(s: string): void {
-    this.ensure(1 + s.length * 3);
-    const n = this.buf.write(s, this.pos + 1, 'utf8');
+    const len = s.length;
+    this.ensure(1 + len * 3);
+    const b = this.buf;
+    const p = this.pos + 1;
+    if (len <= 64) {
+      // consumer tags, exchanges and routing keys are short and mostly ASCII: a byte loop
+      // beats the native utf8 write's call cost; anything else falls through to it
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[p + i] = c;
+      }
+      if (i === len) {
+        b[p - 1] = len;
+        this.pos = p + len;
+        return;
+      }
+    }
+    const n = b.write(s, p, 'utf8');
     if (n > 255) throw new RangeError(`shortstr of ${n} bytes exceeds 255`);
     this.buf[this.pos] = n;
     this.pos += 1 + n;

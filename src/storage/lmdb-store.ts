@@ -9,15 +9,16 @@
  * sync 'always' confirms wait for `flushed`; with 'off' they go at commit. Batches settle in
  * order, so a channel's confirms never overtake an earlier batch.
  */
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
 import { checkStoreFile } from './file-check.js';
 import {
   bodyValue,
   inlineValue,
   KIND_SHARED,
   keySeq,
+  MESSAGE_CODEC,
+  type MessageRecord,
   messageKey,
-  readMessageRecord,
   readU64Key,
   readWire,
   sharedValue,
@@ -136,7 +137,8 @@ export class LmdbStore implements Store {
   readonly durable = true;
   readonly path: string;
   private readonly env: RootDatabase;
-  private readonly msgs: Database<Buffer, Buffer>;
+  /** values are written as encoded Buffers and read back decoded (MESSAGE_CODEC) */
+  private readonly msgs: Database<Buffer | MessageRecord, Buffer>;
   private readonly deliv: Database<Buffer, Buffer>;
   private readonly bodies: Database<Buffer, Buffer>;
   /** message key -> body id, for entries that reference a shared body (recovery counts these) */
@@ -192,7 +194,12 @@ export class LmdbStore implements Store {
     // a clean stop leaves 'clean' = 1; anything else means the last run was killed
     this.uncleanStart = this.env.get('clean') === 0;
     const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
-    this.msgs = this.env.openDB<Buffer, Buffer>('messages', bin);
+    // lmdb-js takes an encoder per db; its typings only declare one on the root
+    this.msgs = this.env.openDB<Buffer | MessageRecord, Buffer>('messages', {
+      keyEncoding: 'binary',
+      encoder: MESSAGE_CODEC,
+      compression: false,
+    } as DatabaseOptions);
     this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
     this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
     this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
@@ -523,7 +530,7 @@ export class LmdbStore implements Store {
     const range = Number.isFinite(limit) ? { start, end, limit } : { start, end };
     for (const { key, value } of this.msgs.getRange(range)) {
       const k = key as Buffer;
-      const r = readMessageRecord(value);
+      const r = value as MessageRecord;
       const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
       // delivery counts are written at a clean stop only: most runs have none to look up
       const d = this.hasDeliv ? this.deliv.get(k) : undefined;

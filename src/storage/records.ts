@@ -100,9 +100,9 @@ export function bodyValue(m: StoredMessage): Buffer {
 }
 
 /**
- * A stored message read back. Its buffers are views into the record it was read from, which
- * must be a buffer of the caller's own (lmdb-js's get and getRange hand out copies): one
- * allocation per record, not three.
+ * A stored message read back. Its properties and body are views into one buffer: the record
+ * itself when it is the caller's own, or (copy = true, reading lmdb-js's shared read buffer) a
+ * copy of just those bytes, taken from Node's buffer pool when small.
  */
 export interface WireMessage {
   exchange: string;
@@ -115,7 +115,7 @@ export interface WireMessage {
 
 export class CorruptRecord extends Error {}
 
-export function readWire(b: Buffer, o: number): WireMessage {
+export function readWire(b: Buffer, o: number, end = b.length, copy = false): WireMessage {
   const el = b[o]!;
   const exchange = b.toString('utf8', o + 1, o + 1 + el);
   o += 1 + el;
@@ -124,9 +124,16 @@ export function readWire(b: Buffer, o: number): WireMessage {
   o += 1 + rl;
   const pl = b.readUInt32BE(o);
   o += 4;
-  if (o + pl > b.length) throw new CorruptRecord('message record is truncated');
-  const properties = b.subarray(o, o + pl);
-  const body = b.subarray(o + pl);
+  if (o + pl > end) throw new CorruptRecord('message record is truncated');
+  let src = b;
+  if (copy) {
+    src = Buffer.allocUnsafe(end - o);
+    b.copy(src, 0, o, end);
+    end -= o;
+    o = 0;
+  }
+  const properties = src.subarray(o, o + pl);
+  const body = src.subarray(o + pl, end);
   return { exchange, routingKey, properties, body, storeId: 0, storeRefs: 0 };
 }
 
@@ -140,13 +147,15 @@ export interface MessageRecord {
   bodyId: number;
 }
 
-export function readMessageRecord(b: Buffer): MessageRecord {
-  if (b.length < HEAD) throw new CorruptRecord(`message record of ${b.length} bytes is too short`);
+export function readMessageRecord(b: Buffer, size = b.length, copy = false): MessageRecord {
+  if (size < HEAD) throw new CorruptRecord(`message record of ${size} bytes is too short`);
   const kind = b[0]!;
   const deliveries = b.readUInt32BE(1);
   const expiresAt = b.readDoubleBE(5);
-  if (kind === KIND_INLINE) return { kind, deliveries, expiresAt, wire: readWire(b, HEAD), bodyId: 0 };
-  if (kind === KIND_SHARED && b.length === HEAD + 8) {
+  if (kind === KIND_INLINE) {
+    return { kind, deliveries, expiresAt, wire: readWire(b, HEAD, size, copy), bodyId: 0 };
+  }
+  if (kind === KIND_SHARED && size === HEAD + 8) {
     return {
       kind,
       deliveries,
@@ -157,3 +166,14 @@ export function readMessageRecord(b: Buffer): MessageRecord {
   }
   throw new CorruptRecord(`unknown message record kind ${kind}`);
 }
+
+/**
+ * lmdb-js value codec of the messages db. Values are written as given (already encoded). A
+ * custom decoder is handed lmdb-js's shared read buffer instead of a fresh copy of every
+ * record (a separate ArrayBuffer each, costly to allocate and to collect), and copies out only
+ * the properties and body.
+ */
+export const MESSAGE_CODEC = {
+  encode: (v: Buffer): Buffer => v,
+  decode: (b: Buffer, size: number): MessageRecord => readMessageRecord(b, size, true),
+};
