@@ -60,6 +60,8 @@ export class Broker implements ConnectionContext {
   private lock: DataDirLock | null = null;
   private monitor: NodeJS.Timeout | null = null;
   private gcTimer: NodeJS.Timeout | null = null;
+  private storeFailures = 0;
+  private storeFailureLogged = 0;
   readonly serverProperties: FieldTable;
   readonly connections = new Set<Connection>();
   private server: Server | null = null;
@@ -138,7 +140,7 @@ export class Broker implements ConnectionContext {
       this.store = new LmdbStore({
         path,
         sync: this.config.sync,
-        onError: (e) => this.log.error({ err: e }, 'store write failed; the affected confirms are nacked'),
+        onError: (e) => this.storeFailed(e),
         onBusy: () => this.flow.set('store', true),
         onDrained: () => this.flow.set('store', false),
       });
@@ -151,6 +153,23 @@ export class Broker implements ConnectionContext {
   }
 
   /** Memory and disk alarms, checked once a second: publishers are blocked while either is raised. */
+  /**
+   * A failed store write (its confirms are nacked by the store). Logged at most every 5 s with
+   * the number of failed batches since the last line: a full disk fails every commit, and one
+   * line per tick would bury everything else (and fill that disk further).
+   */
+  private storeFailed(err: unknown): void {
+    this.storeFailures++;
+    const now = Date.now();
+    if (now - this.storeFailureLogged < 5000) return;
+    this.log.error(
+      { err, failedBatches: this.storeFailures },
+      'store write failed; the affected confirms are nacked',
+    );
+    this.storeFailures = 0;
+    this.storeFailureLogged = now;
+  }
+
   private startMonitor(): void {
     const limit = (this.config.memoryLimit || Math.floor((totalmem() * 0.4) / 1048576)) * 1048576;
     const floor = this.config.diskFreeLimit * 1048576;

@@ -40,8 +40,18 @@ async function main(): Promise<void> {
   if (signalled) stop(broker, signalled);
   // a stray rejection (a library promise nobody waited on) is logged; it must not take down a
   // broker that holds everyone's unconfirmed and in-memory messages
+  // (at most a line per 5 s: a failing disk can reject one per commit)
   const log = broker.log;
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  let count = 0;
+  let logged = 0;
+  process.on('unhandledRejection', (err) => {
+    count++;
+    const now = Date.now();
+    if (now - logged < 5000) return;
+    log.error({ err, count }, 'unhandled rejection');
+    count = 0;
+    logged = now;
+  });
 }
 
 function stop(broker: Broker, signal: string): void {

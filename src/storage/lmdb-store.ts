@@ -97,6 +97,8 @@ interface Purge {
  */
 export const STORE_PAGE_SIZE = 2048;
 
+const ignore = (): void => {};
+
 export const PURGE_CHUNK = 10_000;
 const MAX_SEQ = 2 ** 53 - 1;
 
@@ -150,6 +152,14 @@ export class LmdbStore implements Store {
   private inCommit = false;
   /** the deliveries db has records (it is only written at close, so this holds for the run) */
   private hasDeliv = false;
+  /** writes are failing: no commit before this time (failed()) */
+  private retryAt = 0;
+  private retryDelay = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  /** the newest batch that failed: only a later one succeeding means writes work again */
+  private failedBatch = 0;
+  /** the last write promise given a rejection handler (guard) */
+  private guarded: Promise<unknown> | null = null;
   private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
   onDrained: (() => void) | undefined;
@@ -309,6 +319,20 @@ export class LmdbStore implements Store {
   commit(): void {
     this.queued = false;
     if (this.closed) return;
+    if (this.retryAt !== 0) {
+      // writes are failing: the open batch waits for the next attempt (publishers are blocked)
+      const wait = this.retryAt - Date.now();
+      if (wait > 0) {
+        if (this.retryTimer === null) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.schedule();
+          }, wait);
+          this.retryTimer.unref();
+        }
+        return;
+      }
+    }
     this.inCommit = true;
     try {
       this.commitBatch();
@@ -335,16 +359,16 @@ export class LmdbStore implements Store {
         // fanned out to several durable queues: the body is stored once
         if (m.storeId === 0) {
           m.storeId = this.nextBody++;
-          last = this.bodies.put(u64Key(m.storeId), bodyValue(m));
+          last = this.guard(this.bodies.put(u64Key(m.storeId), bodyValue(m)));
           bytes += m.body.length;
           ops++;
         }
-        last = this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId));
-        this.refs.put(key, u64Key(m.storeId));
+        last = this.guard(this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId)));
+        this.guard(this.refs.put(key, u64Key(m.storeId)));
         this.bodyRefs.set(m.storeId, (this.bodyRefs.get(m.storeId) ?? 0) + 1);
         e.storeState = EntryState.Shared;
       } else {
-        last = this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m));
+        last = this.guard(this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m)));
         bytes += m.body.length;
         e.storeState = EntryState.Inline;
       }
@@ -353,23 +377,23 @@ export class LmdbStore implements Store {
     }
     for (let i = 0; i < b.remSeq.length; i++) {
       messageKey(key, b.remQueue[i]!, b.remSeq[i]!);
-      last = this.msgs.remove(key);
+      last = this.guard(this.msgs.remove(key));
       ops++;
       if (b.remDeliv[i]) {
-        this.deliv.remove(key);
+        this.guard(this.deliv.remove(key));
         ops++;
       }
-      if (b.remShared[i]) this.refs.remove(key);
+      if (b.remShared[i]) this.guard(this.refs.remove(key));
       const body = b.remBody[i]!;
       if (body !== 0) {
-        last = this.bodies.remove(u64Key(body));
+        last = this.guard(this.bodies.remove(u64Key(body)));
         ops++;
       }
     }
     for (let i = 0; i < b.rangeQueue.length; i++) {
       // paged-out messages that were never loaded: recorded first, so a restart finishes the job
       const recordKey = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
-      last = this.purges.put(recordKey, u64Key(b.rangeTo[i]!));
+      last = this.guard(this.purges.put(recordKey, u64Key(b.rangeTo[i]!)));
       ops++;
       this.purging.push({ queueId: b.rangeQueue[i]!, next: b.rangeFrom[i]!, to: b.rangeTo[i]!, recordKey });
     }
@@ -378,7 +402,7 @@ export class LmdbStore implements Store {
       const step = this.deleteChunk(p.queueId, p.next, p.to);
       if (step.next > p.to) {
         this.purging.shift();
-        last = this.purges.remove(p.recordKey);
+        last = this.guard(this.purges.remove(p.recordKey));
         ops++;
       } else p.next = step.next;
       if (step.last !== null) last = step.last;
@@ -423,8 +447,8 @@ export class LmdbStore implements Store {
     let last: Promise<unknown> | null = null;
     let ops = 0;
     for (const k of keys) {
-      last = this.msgs.remove(k);
-      this.deliv.remove(k);
+      last = this.guard(this.msgs.remove(k));
+      this.guard(this.deliv.remove(k));
       ops += 2;
     }
     const done = keys.length < PURGE_CHUNK;
@@ -432,7 +456,7 @@ export class LmdbStore implements Store {
     const next = done ? to + 1 : keySeq(keys[keys.length - 1]!) + 1;
     const spanEnd = done ? end : messageKey(Buffer.allocUnsafe(12), queueId, next);
     for (const { key: k, value } of this.refs.getRange({ start, end: spanEnd })) {
-      this.refs.remove(k as Buffer);
+      this.guard(this.refs.remove(k as Buffer));
       // before recovery nothing is counted yet: cleanup() deletes the bodies left unreferenced
       if (!countBodies) continue;
       const id = readU64Key(value);
@@ -440,7 +464,7 @@ export class LmdbStore implements Store {
       if (n > 0) this.bodyRefs.set(id, n);
       else {
         this.bodyRefs.delete(id);
-        last = this.bodies.remove(u64Key(id));
+        last = this.guard(this.bodies.remove(u64Key(id)));
         ops++;
       }
     }
@@ -467,6 +491,20 @@ export class LmdbStore implements Store {
     }
   }
 
+  /**
+   * Every write returns its lmdb-js batch's promise (one per transaction, shared by its writes).
+   * Each distinct one gets a rejection handler: a failed commit rejects them all, and only the
+   * last write of a commit is waited on (wait()), so the others would be unhandled rejections.
+   */
+  private guard<T>(p: Promise<T>): Promise<T> {
+    if (p !== this.guarded) {
+      this.guarded = p;
+      p.then(undefined, ignore);
+      (p as { flushed?: Promise<unknown> }).flushed?.then(undefined, ignore);
+    }
+    return p;
+  }
+
   private wait(p: Promise<unknown>, f: InFlight): void {
     const flushed = (p as Promise<unknown> & { flushed?: Promise<unknown> }).flushed;
     // with sync off nobody waits for the fsync; its failure is still reported, never unhandled
@@ -478,12 +516,31 @@ export class LmdbStore implements Store {
         this.settle();
       },
       (e: unknown) => {
+        // lmdb-js attaches the underlying error as a promise of its own, rejected with it
+        (e as { commitError?: Promise<unknown> } | null)?.commitError?.then(undefined, ignore);
         f.done = true;
         f.ok = false;
         this.onError(e);
+        this.failed();
         this.settle();
       },
     );
+  }
+
+  /**
+   * A commit failed (disk full, I/O error, file size limit): its confirms are nacked (settle).
+   * Retrying every tick would fail every tick, and lmdb-js does not stand a stream of failing
+   * transactions well (it ended in a glibc heap assertion in a file-size-limit test), so commits
+   * pause for a growing interval (0.5 s, doubling to 10 s) with publishers blocked; the first
+   * commit that succeeds unblocks them.
+   */
+  private failed(): void {
+    this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 500), 10_000);
+    this.retryAt = Date.now() + this.retryDelay;
+    if (!this.busy) {
+      this.busy = true;
+      this.onBusy?.();
+    }
   }
 
   /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
@@ -509,12 +566,23 @@ export class LmdbStore implements Store {
       this.pendingBytes -= f.bytes;
       // after a failed batch nothing counts as safely stored any more, so nothing is paged out
       if (!f.ok) this.writeFailed = true;
+      else if (this.retryAt !== 0 && f.ops > 0 && f.batchNo > this.failedBatch) {
+        // a write went through again
+        this.retryAt = 0;
+        this.retryDelay = 0;
+      }
+      if (!f.ok) this.failedBatch = Math.max(this.failedBatch, f.batchNo);
       else if (!this.writeFailed && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
       f.confirms.settle(f.ok);
     }
     // a range deletion goes on a chunk per commit, paced by the disk
     if (this.purging.length > 0 && !this.inCommit) this.schedule();
-    if (this.busy && this.pendingOps < BACKLOG_LOW && this.pendingBytes < BACKLOG_BYTES_LOW) {
+    if (
+      this.busy &&
+      this.retryAt === 0 &&
+      this.pendingOps < BACKLOG_LOW &&
+      this.pendingBytes < BACKLOG_BYTES_LOW
+    ) {
       this.busy = false;
       this.onDrained?.();
     }
@@ -633,6 +701,9 @@ export class LmdbStore implements Store {
       this.track(this.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v), 1);
     }
     this.undelivered.clear();
+    // a last attempt even while writes are failing: what fails is nacked, not left hanging
+    this.retryAt = 0;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.commit();
     this.closed = true;
     await this.env.flushed;

@@ -51,27 +51,48 @@ function cleanEnv(): NodeJS.ProcessEnv {
 
 const running = new Set<ChildProcess>();
 
+export interface SpawnOptions {
+  /** RLIMIT_FSIZE for the broker, in KiB: its store cannot grow past it */
+  fileSizeLimitKiB?: number;
+}
+
 /**
  * Spawns the broker on `dataDir` without waiting for it (for runs expected to fail). Logs at info:
  * 'warren started' is an info line, so a quieter level would hide the line we wait for.
  */
-export function spawnBroker(dataDir: string, port: number, extra: string[] = []): ChildBroker {
-  const child = spawn(
-    process.execPath,
-    [
-      MAIN,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--data-dir',
-      dataDir,
-      '--log-level',
-      'info',
-      ...extra,
-    ],
-    { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+export function spawnBroker(
+  dataDir: string,
+  port: number,
+  extra: string[] = [],
+  opts: SpawnOptions = {},
+): ChildBroker {
+  const args = [
+    MAIN,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--data-dir',
+    dataDir,
+    '--log-level',
+    'info',
+    ...extra,
+  ];
+  // a file size limit (ulimit -f) makes writes past it fail with EFBIG; SIGXFSZ, which would
+  // kill the process instead, is ignored (an ignored signal stays ignored across exec)
+  const child =
+    opts.fileSizeLimitKiB === undefined
+      ? spawn(process.execPath, args, { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(
+          '/bin/sh',
+          [
+            '-c',
+            `trap '' XFSZ; ulimit -f ${opts.fileSizeLimitKiB}; exec "$0" "$@"`,
+            process.execPath,
+            ...args,
+          ],
+          { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+        );
   running.add(child);
   let out = '';
   let err = '';
@@ -125,8 +146,9 @@ export async function startBroker(
   dataDir: string,
   extra: string[] = [],
   timeoutMs = 10_000,
+  opts: SpawnOptions = {},
 ): Promise<ChildBroker> {
-  const b = spawnBroker(dataDir, await freePort(), extra);
+  const b = spawnBroker(dataDir, await freePort(), extra, opts);
   const deadline = Date.now() + timeoutMs;
   let gone = false;
   void b.exited.then(() => {
