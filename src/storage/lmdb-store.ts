@@ -11,6 +11,10 @@
  */
 import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
 import { checkStoreFile } from './file-check.js';
+import { SettleQueue, type SyncMode } from './settle-queue.js';
+
+export type { SyncMode } from './settle-queue.js';
+
 import {
   bodyValue,
   inlineValue,
@@ -36,8 +40,6 @@ import {
   type StoredMessage,
   scheduleCommit,
 } from './store.js';
-
-export type SyncMode = 'always' | 'off';
 
 interface Batch {
   rangeQueue: number[];
@@ -97,21 +99,8 @@ interface Purge {
  */
 export const STORE_PAGE_SIZE = 2048;
 
-const ignore = (): void => {};
-
 export const PURGE_CHUNK = 10_000;
 const MAX_SEQ = 2 ** 53 - 1;
-
-/** A committed-or-in-flight batch waiting to settle its confirms, in order. */
-interface InFlight {
-  batchNo: number;
-  done: boolean;
-  ok: boolean;
-  ops: number;
-  /** message bytes it writes */
-  bytes: number;
-  confirms: ConfirmBatch;
-}
 
 export interface LmdbStoreOptions {
   path: string;
@@ -123,17 +112,6 @@ export interface LmdbStoreOptions {
   /** called when the backlog of unsettled writes rises above the high-water mark */
   onBusy?: () => void;
 }
-
-/**
- * Unsettled writes (and their bytes) above which publishers are paused, and below which they
- * resume. lmdb-js blocks the JS thread near 300,000 queued writes; the byte bound keeps the
- * messages waiting for the disk (held here and copied into lmdb-js's write buffer) from
- * dominating the broker's memory when bodies are large.
- */
-export const BACKLOG_HIGH = 100_000;
-export const BACKLOG_LOW = 25_000;
-export const BACKLOG_BYTES_HIGH = 8 * 1024 * 1024;
-export const BACKLOG_BYTES_LOW = 2 * 1024 * 1024;
 
 export class LmdbStore implements Store {
   readonly durable = true;
@@ -152,27 +130,17 @@ export class LmdbStore implements Store {
   private inCommit = false;
   /** the deliveries db has records (it is only written at close, so this holds for the run) */
   private hasDeliv = false;
-  /** writes are failing: no commit before this time (failed()) */
-  private retryAt = 0;
-  private retryDelay = 0;
   private retryTimer: NodeJS.Timeout | null = null;
-  /** the newest batch that failed: only a later one succeeding means writes work again */
-  private failedBatch = 0;
-  /** the last write promise given a rejection handler (guard) */
-  private guarded: Promise<unknown> | null = null;
   private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
   onDrained: (() => void) | undefined;
   onBusy: (() => void) | undefined;
   private batch = newBatch();
   private queued = false;
-  private readonly inflight: InFlight[] = [];
-  private pendingOps = 0;
-  private pendingBytes = 0;
-  private busy = false;
   private nextDef = 1;
   private nextBody = 1;
   private readonly key = Buffer.allocUnsafe(12);
+  private readonly settler: SettleQueue;
   private closed = false;
   /** bodies read during recovery, so queues sharing one get the same object */
   private recoveredBodies: Map<number, StoredMessage> | null = new Map();
@@ -181,8 +149,6 @@ export class LmdbStore implements Store {
   /** stored entries delivered since they were written, whose count is written at close */
   private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
-  settledBatch = 0;
-  private writeFailed = false;
   /** the previous run did not stop cleanly: stored messages may have been delivered */
   readonly uncleanStart: boolean;
 
@@ -192,6 +158,16 @@ export class LmdbStore implements Store {
     this.onError = o.onError;
     this.onDrained = o.onDrained;
     this.onBusy = o.onBusy;
+    this.settler = new SettleQueue({
+      sync: o.sync,
+      onError: (e) => this.onError(e),
+      onBusy: () => this.onBusy?.(),
+      onDrained: () => this.onDrained?.(),
+      // a range deletion goes on a chunk per settled commit, paced by the disk
+      afterSettle: () => {
+        if (this.purging.length > 0 && !this.inCommit) this.schedule();
+      },
+    });
     checkStoreFile(o.path);
     this.env = open({
       path: o.path,
@@ -226,7 +202,7 @@ export class LmdbStore implements Store {
   }
 
   get backlog(): number {
-    return this.pendingOps;
+    return this.settler.backlog;
   }
 
   // ---------------------------------------------------------------- definitions
@@ -319,19 +295,17 @@ export class LmdbStore implements Store {
   commit(): void {
     this.queued = false;
     if (this.closed) return;
-    if (this.retryAt !== 0) {
-      // writes are failing: the open batch waits for the next attempt (publishers are blocked)
-      const wait = this.retryAt - Date.now();
-      if (wait > 0) {
-        if (this.retryTimer === null) {
-          this.retryTimer = setTimeout(() => {
-            this.retryTimer = null;
-            this.schedule();
-          }, wait);
-          this.retryTimer.unref();
-        }
-        return;
+    // writes are failing: the open batch waits for the next attempt (publishers are blocked)
+    const wait = this.settler.retryIn();
+    if (wait > 0) {
+      if (this.retryTimer === null) {
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.schedule();
+        }, wait);
+        this.retryTimer.unref();
       }
+      return;
     }
     this.inCommit = true;
     try {
@@ -408,24 +382,8 @@ export class LmdbStore implements Store {
       if (step.last !== null) last = step.last;
       ops += step.ops;
     }
-    if (last === null && b.confirms.empty) {
-      if (!this.writeFailed && this.inflight.length === 0) this.settledBatch = batchNo;
-      return;
-    }
-    const f: InFlight = { batchNo, done: false, ok: true, ops, bytes, confirms: b.confirms };
-    this.inflight.push(f);
-    this.pendingOps += ops;
-    this.pendingBytes += bytes;
-    if (!this.busy && (this.pendingOps > BACKLOG_HIGH || this.pendingBytes > BACKLOG_BYTES_HIGH)) {
-      this.busy = true;
-      this.onBusy?.();
-    }
-    if (last === null) {
-      f.done = true;
-      this.settle();
-      return;
-    }
-    this.wait(last, f);
+    if (last === null && b.confirms.empty) this.settler.emptyBatch(batchNo);
+    else this.settler.add(batchNo, ops, bytes, b.confirms, last);
   }
 
   /**
@@ -491,101 +449,17 @@ export class LmdbStore implements Store {
     }
   }
 
-  /**
-   * Every write returns its lmdb-js batch's promise (one per transaction, shared by its writes).
-   * Each distinct one gets a rejection handler: a failed commit rejects them all, and only the
-   * last write of a commit is waited on (wait()), so the others would be unhandled rejections.
-   */
-  private guard<T>(p: Promise<T>): Promise<T> {
-    if (p !== this.guarded) {
-      this.guarded = p;
-      p.then(undefined, ignore);
-      (p as { flushed?: Promise<unknown> }).flushed?.then(undefined, ignore);
-    }
-    return p;
-  }
-
-  private wait(p: Promise<unknown>, f: InFlight): void {
-    const flushed = (p as Promise<unknown> & { flushed?: Promise<unknown> }).flushed;
-    // with sync off nobody waits for the fsync; its failure is still reported, never unhandled
-    if (this.sync !== 'always') flushed?.then(undefined, (e: unknown) => this.onError(e));
-    const safe = this.sync === 'always' && flushed !== undefined ? Promise.all([p, flushed]) : p;
-    safe.then(
-      () => {
-        f.done = true;
-        this.settle();
-      },
-      (e: unknown) => {
-        // lmdb-js attaches the underlying error as a promise of its own, rejected with it
-        (e as { commitError?: Promise<unknown> } | null)?.commitError?.then(undefined, ignore);
-        f.done = true;
-        f.ok = false;
-        this.onError(e);
-        this.failed();
-        this.settle();
-      },
-    );
-  }
-
-  /**
-   * A commit failed (disk full, I/O error, file size limit): its confirms are nacked (settle).
-   * Retrying every tick would fail every tick, and lmdb-js does not stand a stream of failing
-   * transactions well (it ended in a glibc heap assertion in a file-size-limit test), so commits
-   * pause for a growing interval (0.5 s, doubling to 10 s) with publishers blocked; the first
-   * commit that succeeds unblocks them.
-   */
-  private failed(): void {
-    this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 500), 10_000);
-    this.retryAt = Date.now() + this.retryDelay;
-    if (!this.busy) {
-      this.busy = true;
-      this.onBusy?.();
-    }
-  }
-
   /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
   private track(p: Promise<unknown>, ops: number): void {
-    const f: InFlight = {
-      batchNo: this.batchNo,
-      done: false,
-      ok: true,
-      ops,
-      bytes: 0,
-      confirms: new ConfirmBatch(),
-    };
-    this.inflight.push(f);
-    this.pendingOps += ops;
-    this.wait(p, f);
+    this.settler.add(this.batchNo, ops, 0, new ConfirmBatch(), this.guard(p));
   }
 
-  /** Settles finished batches from the head, so confirms keep their order. */
-  private settle(): void {
-    while (this.inflight.length > 0 && this.inflight[0]!.done) {
-      const f = this.inflight.shift()!;
-      this.pendingOps -= f.ops;
-      this.pendingBytes -= f.bytes;
-      // after a failed batch nothing counts as safely stored any more, so nothing is paged out
-      if (!f.ok) this.writeFailed = true;
-      else if (this.retryAt !== 0 && f.ops > 0 && f.batchNo > this.failedBatch) {
-        // a write went through again
-        this.retryAt = 0;
-        this.retryDelay = 0;
-      }
-      if (!f.ok) this.failedBatch = Math.max(this.failedBatch, f.batchNo);
-      else if (!this.writeFailed && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
-      f.confirms.settle(f.ok);
-    }
-    // a range deletion goes on a chunk per commit, paced by the disk
-    if (this.purging.length > 0 && !this.inCommit) this.schedule();
-    if (
-      this.busy &&
-      this.retryAt === 0 &&
-      this.pendingOps < BACKLOG_LOW &&
-      this.pendingBytes < BACKLOG_BYTES_LOW
-    ) {
-      this.busy = false;
-      this.onDrained?.();
-    }
+  private guard<T>(p: Promise<T>): Promise<T> {
+    return this.settler.guard(p);
+  }
+
+  get settledBatch(): number {
+    return this.settler.settledBatch;
   }
 
   // ---------------------------------------------------------------- recovery
@@ -687,7 +561,7 @@ export class LmdbStore implements Store {
     if (last !== null) await last;
     // startup's own writes (default definitions) settle before clients come: a client's first
     // confirms then never wait behind them
-    while (this.inflight.length > 0) await new Promise((r) => setTimeout(r, 1));
+    while (!this.settler.empty) await new Promise((r) => setTimeout(r, 1));
   }
 
   async close(): Promise<void> {
@@ -702,7 +576,7 @@ export class LmdbStore implements Store {
     }
     this.undelivered.clear();
     // a last attempt even while writes are failing: what fails is nacked, not left hanging
-    this.retryAt = 0;
+    this.settler.retryNow();
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.commit();
     this.closed = true;
