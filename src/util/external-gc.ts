@@ -10,6 +10,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 const FLOOR = 48 * 1024 * 1024;
+/** Above this much JS heap in use, no forced collection (its pause would grow with the heap). */
+const HEAP_CAP = 128 * 1024 * 1024;
 
 let collect: (() => void) | null = null;
 try {
@@ -24,8 +26,9 @@ let threshold = FLOOR;
 /** Called a few times a second: collects when external memory grew well past its live size. */
 export function checkExternalMemory(): void {
   if (collect === null) return;
-  const ab = process.memoryUsage().arrayBuffers;
-  if (ab < threshold) return;
+  const m = process.memoryUsage();
+  // a full collection of a big heap is a long pause; V8's own schedule copes there
+  if (m.arrayBuffers < threshold || m.heapUsed > HEAP_CAP) return;
   collect();
   threshold = Math.max(FLOOR, process.memoryUsage().arrayBuffers * 2);
 }
