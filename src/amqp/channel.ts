@@ -149,7 +149,8 @@ export class Channel implements ConfirmTarget {
             asm.methodId,
           );
         }
-        if (asm.bodyFrame(buf, off, len)) this.command();
+        // for a body frame, `id` is the frame's payload from this piece on (pieces: see FrameSink)
+        if (asm.bodyFrame(buf, off, len, id)) this.command();
         return;
     }
   }

@@ -73,14 +73,20 @@ export class CommandAssembler {
     return false;
   }
 
-  /** A content body frame; returns true when the body is complete. */
-  bodyFrame(buf: Buffer, off: number, len: number): boolean {
+  /**
+   * A content body frame, or a piece of one: `frameLeft` is the frame's payload from this piece
+   * on, so a frame bigger than the rest of the body is refused before any of it is taken (a
+   * first piece must not complete the body of a frame that then turns out bad). Returns true
+   * when the body is complete.
+   */
+  bodyFrame(buf: Buffer, off: number, len: number, frameLeft = len): boolean {
     if (this.state !== AssemblerState.Body) {
       throw unexpectedFrame('expected method frame, got non method frame instead');
     }
-    if (this.received + len > this.bodySize) {
+    const carried = this.received + Math.max(len, frameLeft);
+    if (carried > this.bodySize) {
       throw unexpectedFrame(
-        `content body frames carry ${this.received + len} bytes, more than the ${this.bodySize} the header declared`,
+        `content body frames carry ${carried} bytes, more than the ${this.bodySize} the header declared`,
         this.methodId,
       );
     }

@@ -143,7 +143,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.endSocket();
   }
 
-  onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void {
+  /** `frameLeft`: for a body frame handed over in pieces, its payload from this piece on. */
+  onFrame(type: number, channel: number, buf: Buffer, off: number, len: number, frameLeft = len): void {
     if (this.state === ConnState.Closing) {
       this.onFrameWhileClosing(type, channel, buf, off, len);
       return;
@@ -164,7 +165,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
         case 2:
         case 3:
           if (channel === 0) throw unexpectedFrame(`content frame of type ${type} on channel 0`);
-          this.channelFrame(type, channel, buf, off, len, 0);
+          // a body frame's id slot carries how much of the frame is still to come
+          this.channelFrame(type, channel, buf, off, len, type === 3 ? frameLeft : 0);
           return;
         case 8:
           // heartbeat: receipt alone resets the missed-heartbeat count
@@ -180,8 +182,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   }
 
   /** Part of a body frame that straddles socket chunks: the assembler copies it into the body. */
-  onBodyPiece(channel: number, buf: Buffer, off: number, len: number): void {
-    this.onFrame(3, channel, buf, off, len);
+  onBodyPiece(channel: number, buf: Buffer, off: number, len: number, frameLeft: number): void {
+    this.onFrame(3, channel, buf, off, len, frameLeft);
   }
 
   /** Decodes method arguments; any fault in the bytes is a frame error (as RabbitMQ replies). */

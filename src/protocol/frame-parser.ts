@@ -18,10 +18,12 @@ export interface FrameSink {
   onFrame(type: number, channel: number, buf: Buffer, off: number, len: number): void;
   /**
    * Optional: part of a body frame (type 3) that straddles chunks, in order; the pieces of a
-   * frame concatenate to its payload. The last piece is handed over only once the frame-end
-   * octet has been checked. Valid only during the call.
+   * frame concatenate to its payload. `frameLeft` is the frame's payload from this piece on
+   * (this piece included), so a receiver can refuse a frame too big for the body before taking
+   * any of it. The last piece is handed over only once the frame-end octet has been checked.
+   * Valid only during the call.
    */
-  onBodyPiece?(channel: number, buf: Buffer, off: number, len: number): void;
+  onBodyPiece?(channel: number, buf: Buffer, off: number, len: number, frameLeft: number): void;
 }
 
 /** A framing fault: the connection must be closed with FRAME_ERROR (501). */
@@ -112,7 +114,7 @@ export class FrameParser {
     if (left > 0) {
       const take = Math.min(left, n - o);
       if (take < left) {
-        if (take > 0) this.sink.onBodyPiece!(this.streamChannel, chunk, o, take);
+        if (take > 0) this.sink.onBodyPiece!(this.streamChannel, chunk, o, take, left);
         this.streamLeft = left - take;
         return -1;
       }
@@ -125,7 +127,7 @@ export class FrameParser {
       const end = chunk[o + take]!;
       if (end !== 0xce) throw new FrameError(badEnd(end));
       this.streamLeft = -1;
-      this.sink.onBodyPiece!(this.streamChannel, chunk, o, take);
+      this.sink.onBodyPiece!(this.streamChannel, chunk, o, take, take);
       return o + take + 1;
     }
     // only the end octet is missing
@@ -135,7 +137,7 @@ export class FrameParser {
     const tail = this.streamTail;
     this.streamTail = null;
     this.streamLeft = -1;
-    if (tail !== null) this.sink.onBodyPiece!(this.streamChannel, tail, 0, tail.length);
+    if (tail !== null) this.sink.onBodyPiece!(this.streamChannel, tail, 0, tail.length, tail.length);
     return o + 1;
   }
 

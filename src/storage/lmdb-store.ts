@@ -83,6 +83,10 @@ interface Purge {
   to: number;
   /** its record in the purges db, deleted with the last chunk */
   recordKey: Buffer;
+  /** the record is on disk (a failed first commit writes it again) */
+  recorded: boolean;
+  /** a chunk is being written: the next waits for its outcome */
+  inFlight: boolean;
 }
 
 /**
@@ -367,23 +371,55 @@ export class LmdbStore implements Store {
     for (let i = 0; i < b.rangeQueue.length; i++) {
       // paged-out messages that were never loaded: recorded first, so a restart finishes the job
       const recordKey = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
-      last = this.guard(this.purges.put(recordKey, u64Key(b.rangeTo[i]!)));
-      ops++;
-      this.purging.push({ queueId: b.rangeQueue[i]!, next: b.rangeFrom[i]!, to: b.rangeTo[i]!, recordKey });
+      this.purging.push({
+        queueId: b.rangeQueue[i]!,
+        next: b.rangeFrom[i]!,
+        to: b.rangeTo[i]!,
+        recordKey,
+        recorded: false,
+        inFlight: false,
+      });
     }
-    if (this.purging.length > 0) {
-      const p = this.purging[0]!;
-      const step = this.deleteChunk(p.queueId, p.next, p.to);
-      if (step.next > p.to) {
-        this.purging.shift();
-        last = this.guard(this.purges.remove(p.recordKey));
+    let after: ((ok: boolean) => void) | undefined;
+    const p = this.purging[0];
+    if (p !== undefined && !p.inFlight) {
+      // one chunk per commit; its progress counts only once the commit is through
+      if (!p.recorded) {
+        last = this.guard(this.purges.put(p.recordKey, u64Key(p.to)));
         ops++;
-      } else p.next = step.next;
+      }
+      const step = this.deleteChunk(p.queueId, p.next, p.to);
       if (step.last !== null) last = step.last;
       ops += step.ops;
+      const done = step.next > p.to;
+      if (done) {
+        last = this.guard(this.purges.remove(p.recordKey));
+        ops++;
+      }
+      p.inFlight = true;
+      after = (ok) => this.purgeStepDone(p, ok, step.next, done, step.released);
     }
     if (last === null && b.confirms.empty) this.settler.emptyBatch(batchNo);
-    else this.settler.add(batchNo, ops, bytes, b.confirms, last);
+    else this.settler.add(batchNo, ops, bytes, b.confirms, last, after);
+  }
+
+  /**
+   * A purge chunk's commit settled. Through: the purge moves on (or is over). Failed: its
+   * deletes did not happen, so the shared-body references it let go are taken back and the
+   * same chunk (record included, if that was lost too) is written again on a later commit.
+   */
+  private purgeStepDone(p: Purge, ok: boolean, next: number, done: boolean, released: number[]): void {
+    p.inFlight = false;
+    if (!ok) {
+      for (const id of released) this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
+      return;
+    }
+    p.recorded = true;
+    p.next = next;
+    if (done) {
+      const i = this.purging.indexOf(p);
+      if (i >= 0) this.purging.splice(i, 1);
+    }
   }
 
   /**
@@ -396,8 +432,9 @@ export class LmdbStore implements Store {
     from: number,
     to: number,
     countBodies = true,
-  ): { next: number; ops: number; last: Promise<unknown> | null } {
+  ): { next: number; ops: number; last: Promise<unknown> | null; released: number[] } {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, from);
+    const released: number[] = [];
     const end = messageKey(Buffer.allocUnsafe(12), queueId, Math.min(to, MAX_SEQ - 1) + 1);
     const keys: Buffer[] = [];
     for (const k of this.msgs.getKeys({ start, end, limit: PURGE_CHUNK }))
@@ -418,6 +455,7 @@ export class LmdbStore implements Store {
       // before recovery nothing is counted yet: cleanup() deletes the bodies left unreferenced
       if (!countBodies) continue;
       const id = readU64Key(value);
+      released.push(id);
       const n = (this.bodyRefs.get(id) ?? 1) - 1;
       if (n > 0) this.bodyRefs.set(id, n);
       else {
@@ -426,7 +464,7 @@ export class LmdbStore implements Store {
         ops++;
       }
     }
-    return { next, ops, last };
+    return { next, ops, last, released };
   }
 
   /**
@@ -469,8 +507,9 @@ export class LmdbStore implements Store {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
     const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
     const shared = this.recoveredBodies;
-    const range = Number.isFinite(limit) ? { start, end, limit } : { start, end };
-    for (const { key, value } of this.msgs.getRange(range)) {
+    // the limit counts messages returned: a record skipped below must not end the read early
+    for (const { key, value } of this.msgs.getRange({ start, end })) {
+      if (out.length >= limit) break;
       const k = key as Buffer;
       const r = value as MessageRecord;
       const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);

@@ -197,7 +197,7 @@ export class MemoryStore implements Store {
   private readonly batch: MemoryBatch | null;
   private batchNo = 0;
   /** bodies read back, so queues sharing one get the same object (as LmdbStore) */
-  private recoveredBodies = new Map<number, StoredMessage>();
+  private recoveredBodies: Map<number, StoredMessage> | null = new Map();
   /** stored entries delivered since they were written, whose count is written at close */
   private readonly undelivered = new Map<StoredEntry, number>();
 
@@ -390,13 +390,13 @@ export class MemoryStore implements Store {
       const d = q.deliveries.get(seq);
       let m: StoredMessage | undefined;
       if (r.kind === KIND_SHARED) {
-        m = this.recoveredBodies.get(r.bodyId);
+        m = this.recoveredBodies?.get(r.bodyId);
         if (m === undefined) {
           const body = this.disk!.bodies.get(r.bodyId);
           if (body === undefined) continue; // its body is gone: nothing to deliver
           m = readWire(Buffer.from(body.value), 0);
           m.storeId = r.bodyId;
-          this.recoveredBodies.set(r.bodyId, m);
+          this.recoveredBodies?.set(r.bodyId, m);
         }
       } else {
         m = r.wire!;
@@ -425,6 +425,8 @@ export class MemoryStore implements Store {
 
   markRunning(): void {
     if (this.disk !== null && this.disk.owner === this) this.disk.clean = false;
+    // as LmdbStore: recovery is over, bodies read while paging are not kept
+    this.recoveredBodies = null;
   }
 
   async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {

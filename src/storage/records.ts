@@ -116,10 +116,14 @@ export interface WireMessage {
 export class CorruptRecord extends Error {}
 
 export function readWire(b: Buffer, o: number, end = b.length, copy = false): WireMessage {
+  // bounds are checked against `end`: b may be lmdb-js's shared read buffer, longer than the record
+  if (o + 1 > end) throw new CorruptRecord('message record is truncated');
   const el = b[o]!;
+  if (o + 2 + el > end) throw new CorruptRecord('message record is truncated');
   const exchange = b.toString('utf8', o + 1, o + 1 + el);
   o += 1 + el;
   const rl = b[o]!;
+  if (o + 5 + rl > end) throw new CorruptRecord('message record is truncated');
   const routingKey = b.toString('utf8', o + 1, o + 1 + rl);
   o += 1 + rl;
   const pl = b.readUInt32BE(o);

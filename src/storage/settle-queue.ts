@@ -38,6 +38,8 @@ interface InFlight {
   /** message bytes it writes */
   bytes: number;
   confirms: ConfirmBatch;
+  /** told whether the commit went through, after its confirms */
+  after: ((ok: boolean) => void) | undefined;
 }
 
 export interface SettleHooks {
@@ -114,8 +116,9 @@ export class SettleQueue {
     bytes: number,
     confirms: ConfirmBatch,
     last: Promise<unknown> | null,
+    after?: (ok: boolean) => void,
   ): void {
-    const f: InFlight = { batchNo, done: false, ok: true, ops, bytes, confirms };
+    const f: InFlight = { batchNo, done: false, ok: true, ops, bytes, confirms, after };
     this.inflight.push(f);
     this.pendingOps += ops;
     this.pendingBytes += bytes;
@@ -145,6 +148,9 @@ export class SettleQueue {
         (e as { commitError?: Promise<unknown> } | null)?.commitError?.then(undefined, ignore);
         f.done = true;
         f.ok = false;
+        // known at once, not when it reaches the head: an earlier commit settling meanwhile must
+        // not count as writes working again
+        this.failedBatch = Math.max(this.failedBatch, f.batchNo);
         this.hooks.onError(e);
         this.failed();
         this.settle();
@@ -179,6 +185,7 @@ export class SettleQueue {
         if (!this.writeFailed && f.batchNo > this.settledBatch) this.settledBatch = f.batchNo;
       }
       f.confirms.settle(f.ok);
+      f.after?.(f.ok);
     }
     this.hooks.afterSettle();
     if (

@@ -14,11 +14,19 @@ const FLOOR = 48 * 1024 * 1024;
 const HEAP_CAP = 128 * 1024 * 1024;
 
 let collect: (() => void) | null = null;
-try {
-  setFlagsFromString('--expose-gc');
-  collect = runInNewContext('gc') as () => void;
-} catch {
-  collect = null;
+
+/**
+ * Turns the policy on (the warren command does; an embedding application keeps its own V8
+ * flags and GC). Exposes V8's gc function to a separate context only.
+ */
+export function enableExternalGc(): void {
+  if (collect !== null) return;
+  try {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as () => void;
+  } catch {
+    collect = null;
+  }
 }
 
 let threshold = FLOOR;

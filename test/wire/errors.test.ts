@@ -350,6 +350,46 @@ describe('frames on the wrong channel', () => {
   });
 });
 
+describe('a body frame bigger than the body it belongs to', () => {
+  for (const split of [false, true]) {
+    it(`is a 505 and publishes nothing${split ? ', also when it arrives in pieces' : ''}`, async () => {
+      await withBroker(async (broker) => {
+        const c = await openWithChannel(broker.port);
+        try {
+          c.send((w) =>
+            M.encodeQueueDeclare(w, 1, {
+              queue: 'q',
+              passive: false,
+              durable: false,
+              exclusive: false,
+              autoDelete: false,
+              noWait: false,
+              arguments: {},
+            }),
+          );
+          await c.expectMethod(Method.QUEUE_DECLARE_OK);
+          publish(c, 1);
+          c.write(frame(2, 1, contentHeader(60, 10)));
+          // 20 payload bytes for a 10-byte body, and a bad end octet: the first 10 alone would
+          // complete the body, so a piece must not be taken before the frame's size is checked
+          const body = frame(3, 1, Buffer.from('0123456789abcdefghij'), 0x00);
+          if (split) {
+            c.write(body.subarray(0, 7 + 10));
+            await new Promise((r) => setTimeout(r, 50));
+            c.write(body.subarray(7 + 10));
+          } else c.write(body);
+          const close = await c.expectMethod(Method.CONNECTION_CLOSE);
+          expect([501, 505]).toContain((close.args as { replyCode: number }).replyCode);
+        } finally {
+          c.close();
+        }
+        await expectStillServing(broker.port);
+        expect(broker.vhosts.get('/')!.queues.get('q')?.messageCount ?? 0).toBe(0);
+      });
+    });
+  }
+});
+
 describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
   const NON_METHOD = 'UNEXPECTED_FRAME - expected method frame, got non method frame instead';
   const NON_HEADER =
