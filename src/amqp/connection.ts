@@ -363,6 +363,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
 
   pauseReading(): void {
     this.readPaused = true;
+    this.heartbeats.paused = true;
     this.parser.hold = true;
     this.socket.pause();
   }
@@ -375,6 +376,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
       return;
     }
     this.readPaused = false;
+    this.heartbeats.paused = false;
     if (this.state === ConnState.Closed) return;
     this.socket.resume();
     try {

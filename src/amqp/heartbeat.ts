@@ -19,6 +19,12 @@ export class Heartbeat {
   received = true;
   /** set on every flush to the socket */
   sent = false;
+  /**
+   * Set while the broker is not reading the socket (flow control): the peer's heartbeats wait
+   * unread in the socket, so silence then says nothing about the peer (RabbitMQ also pauses its
+   * heartbeat monitor for a blocked connection).
+   */
+  paused = false;
   private silentTicks = 0;
   private quietTicks = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -30,7 +36,7 @@ export class Heartbeat {
   }
 
   private tick(owner: HeartbeatOwner): void {
-    if (this.received) {
+    if (this.received || this.paused) {
       this.received = false;
       this.silentTicks = 0;
     } else if (++this.silentTicks >= 8) {

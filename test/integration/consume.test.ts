@@ -789,6 +789,37 @@ describe('flow control', () => {
     });
   });
 
+  it('a publisher held by a resource alarm keeps its connection past two heartbeat intervals', async () => {
+    // a 1 MiB memory limit is always exceeded: the memory alarm goes up at the first check
+    await withBroker(
+      async (broker) => {
+        const { model, errors, closed } = await connectAmqplib(`${broker.url}?heartbeat=1`);
+        let blocked = '';
+        model.on('blocked', (reason: string) => {
+          blocked = reason;
+        });
+        await waitFor(() => blocked !== '', 'connection.blocked');
+        expect(blocked).toBe('low on memory');
+        const ch = await model.createChannel();
+        await ch.assertQueue('held');
+        // the publish makes the broker stop reading this connection, heartbeats included
+        ch.sendToQueue('held', Buffer.from('x'));
+        let gone = false;
+        void closed.then(() => {
+          gone = true;
+        });
+        // two silent 1 s intervals would drop a client that is really gone; this one is not
+        await new Promise((r) => setTimeout(r, 3_500));
+        expect(gone).toBe(false);
+        expect(errors).toEqual([]);
+        expect(broker.connections.size).toBe(1);
+        // the broker is not reading it, so a close would not be heard: drop the socket
+        (model.connection as unknown as { stream: Socket }).stream.destroy();
+      },
+      { memoryLimit: 1 },
+    );
+  });
+
   it('a consumer that stops reading its socket does not make the broker buffer without bound', async () => {
     await withBroker(async (broker) => {
       const N = 20_000;
