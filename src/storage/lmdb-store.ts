@@ -9,26 +9,13 @@
  * sync 'always' confirms wait for `flushed`; with 'off' they go at commit. Batches settle in
  * order, so a channel's confirms never overtake an earlier batch.
  */
-import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
-import { checkStoreFile } from './file-check.js';
+import { LmdbTables } from './lmdb-tables.js';
+import { bodyValue, inlineValue, messageKey, sharedValue, u32Key, u64Key } from './records.js';
 import { SettleQueue, type SyncMode } from './settle-queue.js';
 
+export { PURGE_CHUNK, STORE_PAGE_SIZE } from './lmdb-tables.js';
 export type { SyncMode } from './settle-queue.js';
 
-import {
-  bodyValue,
-  inlineValue,
-  KIND_SHARED,
-  keySeq,
-  MESSAGE_CODEC,
-  type MessageRecord,
-  messageKey,
-  readU64Key,
-  readWire,
-  sharedValue,
-  u32Key,
-  u64Key,
-} from './records.js';
 import {
   ConfirmBatch,
   type ConfirmTarget,
@@ -89,23 +76,6 @@ interface Purge {
   inFlight: boolean;
 }
 
-/**
- * Keys deleted per transaction when a range goes: one transaction deleting millions of keys
- * would overflow LMDB's dirty-page limit (MDB_TXN_FULL) and stall every other write.
- */
-/**
- * LMDB page size for new stores (an existing store keeps its own). With remapChunks lmdb-js
- * maps the file in chunks of 16 pages and unmaps unused ones only once 8,192 chunks are
- * mapped, so the page size sets how much of a draining store stays resident: 512 MiB with
- * 4 KiB pages, 256 MiB with 2 KiB. A 1 KiB message then takes one 2 KiB overflow page, the
- * same space as two per 4 KiB leaf, and small messages pack as before. Measured on 2M x 1 KiB:
- * peak RSS 765 -> 459 MiB with fill and drain as fast (README, durability figures).
- */
-export const STORE_PAGE_SIZE = 2048;
-
-export const PURGE_CHUNK = 10_000;
-const MAX_SEQ = 2 ** 53 - 1;
-
 export interface LmdbStoreOptions {
   path: string;
   sync: SyncMode;
@@ -120,20 +90,9 @@ export interface LmdbStoreOptions {
 export class LmdbStore implements Store {
   readonly durable = true;
   readonly path: string;
-  private readonly env: RootDatabase;
-  /** values are written as encoded Buffers and read back decoded (MESSAGE_CODEC) */
-  private readonly msgs: Database<Buffer | MessageRecord, Buffer>;
-  private readonly deliv: Database<Buffer, Buffer>;
-  private readonly bodies: Database<Buffer, Buffer>;
-  /** message key -> body id, for entries that reference a shared body (recovery counts these) */
-  private readonly refs: Database<Buffer, Buffer>;
-  private readonly defs: Database<Definition, Buffer>;
-  /** queueId|fromSeq -> toSeq: ranges whose deletion has started but not finished */
-  private readonly purges: Database<Buffer, Buffer>;
+  private readonly t: LmdbTables;
   private readonly purging: Purge[] = [];
   private inCommit = false;
-  /** the deliveries db has records (it is only written at close, so this holds for the run) */
-  private hasDeliv = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
@@ -146,15 +105,9 @@ export class LmdbStore implements Store {
   private readonly key = Buffer.allocUnsafe(12);
   private readonly settler: SettleQueue;
   private closed = false;
-  /** bodies read during recovery, so queues sharing one get the same object */
-  private recoveredBodies: Map<number, StoredMessage> | null = new Map();
-  /** references to each shared body from stored entries (counted here, not on the message) */
-  private readonly bodyRefs = new Map<number, number>();
   /** stored entries delivered since they were written, whose count is written at close */
   private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
-  /** the previous run did not stop cleanly: stored messages may have been delivered */
-  readonly uncleanStart: boolean;
 
   constructor(o: LmdbStoreOptions) {
     this.path = o.path;
@@ -172,37 +125,14 @@ export class LmdbStore implements Store {
         if (this.purging.length > 0 && !this.inCommit) this.schedule();
       },
     });
-    checkStoreFile(o.path);
-    this.env = open({
-      path: o.path,
-      maxDbs: 8,
-      separateFlushed: true,
-      compression: false,
-      remapChunks: true,
-      pageSize: STORE_PAGE_SIZE,
-    });
-    // a clean stop leaves 'clean' = 1; anything else means the last run was killed
-    this.uncleanStart = this.env.get('clean') === 0;
-    const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
-    // lmdb-js takes an encoder per db; its typings only declare one on the root
-    this.msgs = this.env.openDB<Buffer | MessageRecord, Buffer>('messages', {
-      keyEncoding: 'binary',
-      encoder: MESSAGE_CODEC,
-      compression: false,
-    } as DatabaseOptions);
-    this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
-    this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
-    this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
-    this.purges = this.env.openDB<Buffer, Buffer>('purges', bin);
-    for (const _ of this.deliv.getKeys({ limit: 1 })) this.hasDeliv = true;
-    this.defs = this.env.openDB<Definition, Buffer>('definitions', {
-      keyEncoding: 'binary',
-      compression: false,
-    });
-    for (const k of this.defs.getKeys({ reverse: true, limit: 1 }))
-      this.nextDef = (k as Buffer).readUInt32BE(0) + 1;
-    for (const k of this.bodies.getKeys({ reverse: true, limit: 1 }))
-      this.nextBody = readU64Key(k as Buffer) + 1;
+    this.t = new LmdbTables(o.path, (p) => this.settler.guard(p));
+    this.nextDef = this.t.firstDef;
+    this.nextBody = this.t.firstBody;
+  }
+
+  /** the previous run did not stop cleanly: stored messages may have been delivered */
+  get uncleanStart(): boolean {
+    return this.t.uncleanStart;
   }
 
   get backlog(): number {
@@ -213,17 +143,17 @@ export class LmdbStore implements Store {
 
   putDefinition(def: Definition): number {
     const id = this.nextDef++;
-    this.track(this.defs.put(u32Key(id), def), 1);
+    this.track(this.t.defs.put(u32Key(id), def), 1);
     return id;
   }
 
   deleteDefinition(id: number): void {
-    this.track(this.defs.remove(u32Key(id)), 1);
+    this.track(this.t.defs.remove(u32Key(id)), 1);
   }
 
   definitions(): [number, Definition][] {
     const out: [number, Definition][] = [];
-    for (const { key, value } of this.defs.getRange()) out.push([(key as Buffer).readUInt32BE(0), value]);
+    for (const { key, value } of this.t.defs.getRange()) out.push([(key as Buffer).readUInt32BE(0), value]);
     return out;
   }
 
@@ -262,11 +192,11 @@ export class LmdbStore implements Store {
     b.remSeq.push(e.seq);
     let body = 0;
     if (state === EntryState.Shared) {
-      const refs = (this.bodyRefs.get(m.storeId) ?? 1) - 1;
+      const refs = (this.t.bodyRefs.get(m.storeId) ?? 1) - 1;
       if (refs <= 0) {
-        this.bodyRefs.delete(m.storeId);
+        this.t.bodyRefs.delete(m.storeId);
         body = m.storeId;
-      } else this.bodyRefs.set(m.storeId, refs);
+      } else this.t.bodyRefs.set(m.storeId, refs);
     }
     b.remBody.push(body);
     b.remShared.push(state === EntryState.Shared);
@@ -337,16 +267,16 @@ export class LmdbStore implements Store {
         // fanned out to several durable queues: the body is stored once
         if (m.storeId === 0) {
           m.storeId = this.nextBody++;
-          last = this.guard(this.bodies.put(u64Key(m.storeId), bodyValue(m)));
+          last = this.guard(this.t.bodies.put(u64Key(m.storeId), bodyValue(m)));
           bytes += m.body.length;
           ops++;
         }
-        last = this.guard(this.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId)));
-        this.guard(this.refs.put(key, u64Key(m.storeId)));
-        this.bodyRefs.set(m.storeId, (this.bodyRefs.get(m.storeId) ?? 0) + 1);
+        last = this.guard(this.t.msgs.put(key, sharedValue(e.deliveries, e.expiresAt, m.storeId)));
+        this.guard(this.t.refs.put(key, u64Key(m.storeId)));
+        this.t.bodyRefs.set(m.storeId, (this.t.bodyRefs.get(m.storeId) ?? 0) + 1);
         e.storeState = EntryState.Shared;
       } else {
-        last = this.guard(this.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m)));
+        last = this.guard(this.t.msgs.put(key, inlineValue(e.deliveries, e.expiresAt, m)));
         bytes += m.body.length;
         e.storeState = EntryState.Inline;
       }
@@ -355,16 +285,16 @@ export class LmdbStore implements Store {
     }
     for (let i = 0; i < b.remSeq.length; i++) {
       messageKey(key, b.remQueue[i]!, b.remSeq[i]!);
-      last = this.guard(this.msgs.remove(key));
+      last = this.guard(this.t.msgs.remove(key));
       ops++;
       if (b.remDeliv[i]) {
-        this.guard(this.deliv.remove(key));
+        this.guard(this.t.deliv.remove(key));
         ops++;
       }
-      if (b.remShared[i]) this.guard(this.refs.remove(key));
+      if (b.remShared[i]) this.guard(this.t.refs.remove(key));
       const body = b.remBody[i]!;
       if (body !== 0) {
-        last = this.guard(this.bodies.remove(u64Key(body)));
+        last = this.guard(this.t.bodies.remove(u64Key(body)));
         ops++;
       }
     }
@@ -385,15 +315,15 @@ export class LmdbStore implements Store {
     if (p !== undefined && !p.inFlight) {
       // one chunk per commit; its progress counts only once the commit is through
       if (!p.recorded) {
-        last = this.guard(this.purges.put(p.recordKey, u64Key(p.to)));
+        last = this.guard(this.t.purges.put(p.recordKey, u64Key(p.to)));
         ops++;
       }
-      const step = this.deleteChunk(p.queueId, p.next, p.to);
+      const step = this.t.deleteChunk(p.queueId, p.next, p.to);
       if (step.last !== null) last = step.last;
       ops += step.ops;
       const done = step.next > p.to;
       if (done) {
-        last = this.guard(this.purges.remove(p.recordKey));
+        last = this.guard(this.t.purges.remove(p.recordKey));
         ops++;
       }
       p.inFlight = true;
@@ -411,7 +341,7 @@ export class LmdbStore implements Store {
   private purgeStepDone(p: Purge, ok: boolean, next: number, done: boolean, released: number[]): void {
     p.inFlight = false;
     if (!ok) {
-      for (const id of released) this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
+      for (const id of released) this.t.bodyRefs.set(id, (this.t.bodyRefs.get(id) ?? 0) + 1);
       return;
     }
     p.recorded = true;
@@ -419,71 +349,6 @@ export class LmdbStore implements Store {
     if (done) {
       const i = this.purging.indexOf(p);
       if (i >= 0) this.purging.splice(i, 1);
-    }
-  }
-
-  /**
-   * Deletes up to PURGE_CHUNK stored messages of a queue with seq in [from, to] (with their
-   * delivery counts, and shared bodies nothing else refers to). Returns where to go on from
-   * (past `to` when the range is done) and the last write.
-   */
-  private deleteChunk(
-    queueId: number,
-    from: number,
-    to: number,
-    countBodies = true,
-  ): { next: number; ops: number; last: Promise<unknown> | null; released: number[] } {
-    const start = messageKey(Buffer.allocUnsafe(12), queueId, from);
-    const released: number[] = [];
-    const end = messageKey(Buffer.allocUnsafe(12), queueId, Math.min(to, MAX_SEQ - 1) + 1);
-    const keys: Buffer[] = [];
-    for (const k of this.msgs.getKeys({ start, end, limit: PURGE_CHUNK }))
-      keys.push(Buffer.from(k as Buffer));
-    let last: Promise<unknown> | null = null;
-    let ops = 0;
-    for (const k of keys) {
-      last = this.guard(this.msgs.remove(k));
-      this.guard(this.deliv.remove(k));
-      ops += 2;
-    }
-    const done = keys.length < PURGE_CHUNK;
-    // the span this chunk covered: to the range's end when done, else past its last key
-    const next = done ? to + 1 : keySeq(keys[keys.length - 1]!) + 1;
-    const spanEnd = done ? end : messageKey(Buffer.allocUnsafe(12), queueId, next);
-    for (const { key: k, value } of this.refs.getRange({ start, end: spanEnd })) {
-      this.guard(this.refs.remove(k as Buffer));
-      // before recovery nothing is counted yet: cleanup() deletes the bodies left unreferenced
-      if (!countBodies) continue;
-      const id = readU64Key(value);
-      released.push(id);
-      const n = (this.bodyRefs.get(id) ?? 1) - 1;
-      if (n > 0) this.bodyRefs.set(id, n);
-      else {
-        this.bodyRefs.delete(id);
-        last = this.guard(this.bodies.remove(u64Key(id)));
-        ops++;
-      }
-    }
-    return { next, ops, last, released };
-  }
-
-  /**
-   * Finishes range deletions a previous run started (before recovery reads any queue), one
-   * transaction per chunk.
-   */
-  async finishDeletes(): Promise<void> {
-    const ranges: [Buffer, number][] = [];
-    for (const { key, value } of this.purges.getRange())
-      ranges.push([Buffer.from(key as Buffer), readU64Key(value)]);
-    for (const [recordKey, to] of ranges) {
-      const queueId = recordKey.readUInt32BE(0);
-      let next = keySeq(recordKey);
-      while (next <= to) {
-        const step = this.deleteChunk(queueId, next, to, false);
-        next = step.next;
-        if (next > to) await this.purges.remove(recordKey);
-        else if (step.last !== null) await step.last;
-      }
     }
   }
 
@@ -502,104 +367,28 @@ export class LmdbStore implements Store {
 
   // ---------------------------------------------------------------- recovery
 
+  // ---------------------------------------------------------------- recovery (LmdbTables)
+
   messages(queueId: number, fromSeq = 0, limit = Number.POSITIVE_INFINITY): RecoveredMessage[] {
-    const out: RecoveredMessage[] = [];
-    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
-    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
-    const shared = this.recoveredBodies;
-    // the limit counts messages returned: a record skipped below must not end the read early
-    for (const { key, value } of this.msgs.getRange({ start, end })) {
-      if (out.length >= limit) break;
-      const k = key as Buffer;
-      const r = value as MessageRecord;
-      const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
-      // delivery counts are written at a clean stop only: most runs have none to look up
-      const d = this.hasDeliv ? this.deliv.get(k) : undefined;
-      const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
-      let m: StoredMessage | undefined;
-      if (r.kind === KIND_SHARED) {
-        m = shared?.get(r.bodyId);
-        if (m === undefined) {
-          const body = this.bodies.get(u64Key(r.bodyId));
-          if (body === undefined) continue; // its body is gone: nothing to deliver
-          m = readWire(body, 0);
-          m.storeId = r.bodyId;
-          shared?.set(r.bodyId, m);
-        }
-      } else {
-        m = r.wire!;
-      }
-      out.push({
-        seq,
-        deliveries,
-        message: m,
-        expiresAt: r.expiresAt,
-        shared: r.kind === KIND_SHARED,
-        delivRecord: d !== undefined,
-      });
-    }
-    return out;
+    return this.t.messages(queueId, fromSeq, limit);
   }
 
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
-    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
-    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
-    let count = 0;
-    let lastSeq = 0;
-    for (const k of this.msgs.getKeys({ start, end })) {
-      count++;
-      lastSeq = (k as Buffer).readUInt32BE(4) * 4294967296 + (k as Buffer).readUInt32BE(8);
-    }
-    return { count, lastSeq };
+    return this.t.extent(queueId, fromSeq);
   }
 
-  /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
+  finishDeletes(): Promise<void> {
+    return this.t.finishDeletes();
+  }
+
   markRunning(): void {
-    this.env.putSync('clean', 0);
-    // recovery is over: bodies read while paging are not kept (the map would only grow)
-    this.recoveredBodies = null;
+    this.t.markRunning();
   }
 
-  /**
-   * Deletes messages of queues that no longer exist and bodies nothing refers to, and counts
-   * the references to each shared body. Reads keys and the small refs records only, never the
-   * message values, so a deep store recovers quickly.
-   */
+  /** Drops what no live queue refers to, then waits for startup's own writes to settle. */
   async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {
-    this.recoveredBodies = new Map();
-    // the queues that have stored messages, found by skipping from one queue's keys to the next
-    const dead: number[] = [];
-    for (let q = 0; ; ) {
-      let found = -1;
-      for (const k of this.msgs.getKeys({ start: u32Key(q), limit: 1 }))
-        found = (k as Buffer).readUInt32BE(0);
-      if (found < 0) break;
-      if (!liveQueues.has(found)) dead.push(found);
-      if (found === 0xffffffff) break;
-      q = found + 1;
-    }
-    for (const q of dead) {
-      let next = 0;
-      while (next <= MAX_SEQ) {
-        const step = this.deleteChunk(q, next, MAX_SEQ, false);
-        next = step.next;
-        if (step.last !== null) await step.last;
-      }
-    }
-    for (const { value } of this.refs.getRange()) {
-      const id = readU64Key(value);
-      this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
-    }
-    let last: Promise<unknown> | null = null;
-    let n = 0;
-    for (const k of this.bodies.getKeys()) {
-      if (this.bodyRefs.has(readU64Key(k as Buffer))) continue;
-      last = this.bodies.remove(Buffer.from(k as Buffer));
-      if (++n % PURGE_CHUNK === 0) await last;
-    }
-    if (last !== null) await last;
-    // startup's own writes (default definitions) settle before clients come: a client's first
-    // confirms then never wait behind them
+    await this.t.cleanup(liveQueues);
+    // a client's first confirms then never wait behind the default definitions' writes
     while (!this.settler.empty) await new Promise((r) => setTimeout(r, 1));
   }
 
@@ -611,7 +400,7 @@ export class LmdbStore implements Store {
       if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) continue;
       const v = Buffer.allocUnsafe(4);
       v.writeUInt32BE(e.deliveries, 0);
-      this.track(this.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v), 1);
+      this.track(this.t.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v), 1);
     }
     this.undelivered.clear();
     // a last attempt even while writes are failing: what fails is nacked, not left hanging
@@ -619,8 +408,8 @@ export class LmdbStore implements Store {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.commit();
     this.closed = true;
-    await this.env.flushed;
-    this.env.putSync('clean', 1);
-    await this.env.close();
+    await this.t.env.flushed;
+    this.t.env.putSync('clean', 1);
+    await this.t.env.close();
   }
 }

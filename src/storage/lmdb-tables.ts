@@ -1,0 +1,273 @@
+/**
+ * The LMDB environment of the store and its tables, and everything that reads them: recovery
+ * (messages, extent), the deletion of message ranges a chunk at a time, and startup cleanup.
+ * LmdbStore records and commits the writes; this holds the dbs and the shared-body reference
+ * counts both sides keep.
+ *
+ *   messages      u32 queueId | u64 seq -> message record (records.ts), read through MESSAGE_CODEC
+ *   deliveries    message key -> u32 delivery count (written at a clean stop)
+ *   bodies        u64 bodyId -> wire message shared by several queues
+ *   shared-refs   message key -> u64 bodyId (for entries that reference a shared body)
+ *   purges        u32 queueId | u64 fromSeq -> u64 toSeq: range deletions not finished yet
+ *   definitions   u32 id -> Definition
+ *   'clean'       (root) 1 after a clean stop, 0 while running
+ */
+import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
+import { checkStoreFile } from './file-check.js';
+import {
+  KIND_SHARED,
+  keySeq,
+  MESSAGE_CODEC,
+  type MessageRecord,
+  messageKey,
+  readU64Key,
+  readWire,
+  u32Key,
+  u64Key,
+} from './records.js';
+import type { Definition, RecoveredMessage, StoredMessage } from './store.js';
+
+/**
+ * LMDB page size for new stores (an existing store keeps its own). With remapChunks lmdb-js
+ * maps the file in chunks of 16 pages and unmaps unused ones only once 8,192 chunks are
+ * mapped, so the page size sets how much of a draining store stays resident: 512 MiB with
+ * 4 KiB pages, 256 MiB with 2 KiB. A 1 KiB message then takes one 2 KiB overflow page, the
+ * same space as two per 4 KiB leaf, and small messages pack as before. Measured on 2M x 1 KiB:
+ * peak RSS 765 -> 459 MiB with fill and drain as fast (README, durability figures).
+ */
+export const STORE_PAGE_SIZE = 2048;
+
+/**
+ * Keys deleted per transaction when a range goes: one transaction deleting millions of keys
+ * would overflow LMDB's dirty-page limit (MDB_TXN_FULL) and stall every other write.
+ */
+export const PURGE_CHUNK = 10_000;
+export const MAX_SEQ = 2 ** 53 - 1;
+
+/** Gives a write promise a rejection handler (SettleQueue.guard). */
+export type Guard = <T>(p: Promise<T>) => Promise<T>;
+
+export class LmdbTables {
+  readonly env: RootDatabase;
+  /** values are written as encoded Buffers and read back decoded (MESSAGE_CODEC) */
+  readonly msgs: Database<Buffer | MessageRecord, Buffer>;
+  readonly deliv: Database<Buffer, Buffer>;
+  readonly bodies: Database<Buffer, Buffer>;
+  /** message key -> body id, for entries that reference a shared body (recovery counts these) */
+  readonly refs: Database<Buffer, Buffer>;
+  readonly defs: Database<Definition, Buffer>;
+  /** queueId|fromSeq -> toSeq: ranges whose deletion has started but not finished */
+  readonly purges: Database<Buffer, Buffer>;
+  /** the previous run did not stop cleanly: stored messages may have been delivered */
+  readonly uncleanStart: boolean;
+  /** the next ids above every stored one */
+  readonly firstDef: number;
+  readonly firstBody: number;
+  /** references to each shared body from stored entries (counted here, not on the message) */
+  readonly bodyRefs = new Map<number, number>();
+  /** the deliveries db has records (it is only written at close, so this holds for the run) */
+  private hasDeliv = false;
+  /** bodies read during recovery, so queues sharing one get the same object */
+  private recoveredBodies: Map<number, StoredMessage> | null = new Map();
+  private readonly guard: Guard;
+
+  constructor(path: string, guard: Guard) {
+    this.guard = guard;
+    checkStoreFile(path);
+    this.env = open({
+      path,
+      maxDbs: 8,
+      separateFlushed: true,
+      compression: false,
+      remapChunks: true,
+      pageSize: STORE_PAGE_SIZE,
+    });
+    // a clean stop leaves 'clean' = 1; anything else means the last run was killed
+    this.uncleanStart = this.env.get('clean') === 0;
+    const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
+    // lmdb-js takes an encoder per db; its typings only declare one on the root
+    this.msgs = this.env.openDB<Buffer | MessageRecord, Buffer>('messages', {
+      keyEncoding: 'binary',
+      encoder: MESSAGE_CODEC,
+      compression: false,
+    } as DatabaseOptions);
+    this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
+    this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
+    this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
+    this.purges = this.env.openDB<Buffer, Buffer>('purges', bin);
+    this.defs = this.env.openDB<Definition, Buffer>('definitions', {
+      keyEncoding: 'binary',
+      compression: false,
+    });
+    for (const _ of this.deliv.getKeys({ limit: 1 })) this.hasDeliv = true;
+    let def = 1;
+    for (const k of this.defs.getKeys({ reverse: true, limit: 1 })) def = (k as Buffer).readUInt32BE(0) + 1;
+    this.firstDef = def;
+    let body = 1;
+    for (const k of this.bodies.getKeys({ reverse: true, limit: 1 })) body = readU64Key(k as Buffer) + 1;
+    this.firstBody = body;
+  }
+
+  messages(queueId: number, fromSeq = 0, limit = Number.POSITIVE_INFINITY): RecoveredMessage[] {
+    const out: RecoveredMessage[] = [];
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
+    const shared = this.recoveredBodies;
+    // the limit counts messages returned: a record skipped below must not end the read early
+    for (const { key, value } of this.msgs.getRange({ start, end })) {
+      if (out.length >= limit) break;
+      const k = key as Buffer;
+      const r = value as MessageRecord;
+      const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
+      // delivery counts are written at a clean stop only: most runs have none to look up
+      const d = this.hasDeliv ? this.deliv.get(k) : undefined;
+      const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
+      let m: StoredMessage | undefined;
+      if (r.kind === KIND_SHARED) {
+        m = shared?.get(r.bodyId);
+        if (m === undefined) {
+          const body = this.bodies.get(u64Key(r.bodyId));
+          if (body === undefined) continue; // its body is gone: nothing to deliver
+          m = readWire(body, 0);
+          m.storeId = r.bodyId;
+          shared?.set(r.bodyId, m);
+        }
+      } else {
+        m = r.wire!;
+      }
+      out.push({
+        seq,
+        deliveries,
+        message: m,
+        expiresAt: r.expiresAt,
+        shared: r.kind === KIND_SHARED,
+        delivRecord: d !== undefined,
+      });
+    }
+    return out;
+  }
+
+  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
+    let count = 0;
+    let lastSeq = 0;
+    for (const k of this.msgs.getKeys({ start, end })) {
+      count++;
+      lastSeq = (k as Buffer).readUInt32BE(4) * 4294967296 + (k as Buffer).readUInt32BE(8);
+    }
+    return { count, lastSeq };
+  }
+
+  /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
+  markRunning(): void {
+    this.env.putSync('clean', 0);
+    // recovery is over: bodies read while paging are not kept (the map would only grow)
+    this.recoveredBodies = null;
+  }
+
+  /**
+   * Deletes up to PURGE_CHUNK stored messages of a queue with seq in [from, to] (with their
+   * delivery counts, and shared bodies nothing else refers to). Returns where to go on from
+   * (past `to` when the range is done) and the last write.
+   */
+  deleteChunk(
+    queueId: number,
+    from: number,
+    to: number,
+    countBodies = true,
+  ): { next: number; ops: number; last: Promise<unknown> | null; released: number[] } {
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, from);
+    const released: number[] = [];
+    const end = messageKey(Buffer.allocUnsafe(12), queueId, Math.min(to, MAX_SEQ - 1) + 1);
+    const keys: Buffer[] = [];
+    for (const k of this.msgs.getKeys({ start, end, limit: PURGE_CHUNK }))
+      keys.push(Buffer.from(k as Buffer));
+    let last: Promise<unknown> | null = null;
+    let ops = 0;
+    for (const k of keys) {
+      last = this.guard(this.msgs.remove(k));
+      this.guard(this.deliv.remove(k));
+      ops += 2;
+    }
+    const done = keys.length < PURGE_CHUNK;
+    // the span this chunk covered: to the range's end when done, else past its last key
+    const next = done ? to + 1 : keySeq(keys[keys.length - 1]!) + 1;
+    const spanEnd = done ? end : messageKey(Buffer.allocUnsafe(12), queueId, next);
+    for (const { key: k, value } of this.refs.getRange({ start, end: spanEnd })) {
+      this.guard(this.refs.remove(k as Buffer));
+      // before recovery nothing is counted yet: cleanup() deletes the bodies left unreferenced
+      if (!countBodies) continue;
+      const id = readU64Key(value);
+      released.push(id);
+      const n = (this.bodyRefs.get(id) ?? 1) - 1;
+      if (n > 0) this.bodyRefs.set(id, n);
+      else {
+        this.bodyRefs.delete(id);
+        last = this.guard(this.bodies.remove(u64Key(id)));
+        ops++;
+      }
+    }
+    return { next, ops, last, released };
+  }
+
+  /**
+   * Finishes range deletions a previous run started (before recovery reads any queue), one
+   * transaction per chunk.
+   */
+  async finishDeletes(): Promise<void> {
+    const ranges: [Buffer, number][] = [];
+    for (const { key, value } of this.purges.getRange())
+      ranges.push([Buffer.from(key as Buffer), readU64Key(value)]);
+    for (const [recordKey, to] of ranges) {
+      const queueId = recordKey.readUInt32BE(0);
+      let next = keySeq(recordKey);
+      while (next <= to) {
+        const step = this.deleteChunk(queueId, next, to, false);
+        next = step.next;
+        if (next > to) await this.purges.remove(recordKey);
+        else if (step.last !== null) await step.last;
+      }
+    }
+  }
+
+  /**
+   * Deletes messages of queues that no longer exist and bodies nothing refers to, and counts
+   * the references to each shared body. Reads keys and the small refs records only, never the
+   * message values, so a deep store recovers quickly.
+   */
+  async cleanup(liveQueues: ReadonlySet<number>): Promise<void> {
+    this.recoveredBodies = new Map();
+    // the queues that have stored messages, found by skipping from one queue's keys to the next
+    const dead: number[] = [];
+    for (let q = 0; ; ) {
+      let found = -1;
+      for (const k of this.msgs.getKeys({ start: u32Key(q), limit: 1 }))
+        found = (k as Buffer).readUInt32BE(0);
+      if (found < 0) break;
+      if (!liveQueues.has(found)) dead.push(found);
+      if (found === 0xffffffff) break;
+      q = found + 1;
+    }
+    for (const q of dead) {
+      let next = 0;
+      while (next <= MAX_SEQ) {
+        const step = this.deleteChunk(q, next, MAX_SEQ, false);
+        next = step.next;
+        if (step.last !== null) await step.last;
+      }
+    }
+    for (const { value } of this.refs.getRange()) {
+      const id = readU64Key(value);
+      this.bodyRefs.set(id, (this.bodyRefs.get(id) ?? 0) + 1);
+    }
+    let last: Promise<unknown> | null = null;
+    let n = 0;
+    for (const k of this.bodies.getKeys()) {
+      if (this.bodyRefs.has(readU64Key(k as Buffer))) continue;
+      last = this.bodies.remove(Buffer.from(k as Buffer));
+      if (++n % PURGE_CHUNK === 0) await last;
+    }
+    if (last !== null) await last;
+  }
+}
