@@ -15,13 +15,12 @@
 import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
 import { checkStoreFile } from './file-check.js';
 import {
-  KIND_SHARED,
   keySeq,
   MESSAGE_CODEC,
   type MessageRecord,
   messageKey,
   readU64Key,
-  readWire,
+  recoveredMessage,
   u32Key,
   u64Key,
 } from './records.js';
@@ -112,7 +111,6 @@ export class LmdbTables {
     const out: RecoveredMessage[] = [];
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
     const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
-    const shared = this.recoveredBodies;
     // the limit counts messages returned: a record skipped below must not end the read early
     for (const { key, value } of this.msgs.getRange({ start, end })) {
       if (out.length >= limit) break;
@@ -121,31 +119,13 @@ export class LmdbTables {
       const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
       // delivery counts are written at a clean stop only: most runs have none to look up
       const d = this.hasDeliv ? this.deliv.get(k) : undefined;
-      const deliveries = Math.max(r.deliveries, d ? d.readUInt32BE(0) : 0);
-      let m: StoredMessage | undefined;
-      if (r.kind === KIND_SHARED) {
-        m = shared?.get(r.bodyId);
-        if (m === undefined) {
-          const body = this.bodies.get(u64Key(r.bodyId));
-          if (body === undefined) continue; // its body is gone: nothing to deliver
-          m = readWire(body, 0);
-          m.storeId = r.bodyId;
-          shared?.set(r.bodyId, m);
-        }
-      } else {
-        m = r.wire!;
-      }
-      out.push({
-        seq,
-        deliveries,
-        message: m,
-        expiresAt: r.expiresAt,
-        shared: r.kind === KIND_SHARED,
-        delivRecord: d !== undefined,
-      });
+      const m = recoveredMessage(seq, r, d?.readUInt32BE(0), this.bodyOf, this.recoveredBodies);
+      if (m !== null) out.push(m);
     }
     return out;
   }
+
+  private readonly bodyOf = (id: number): Buffer | undefined => this.bodies.get(u64Key(id));
 
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);

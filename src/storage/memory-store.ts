@@ -4,7 +4,14 @@
  * MemoryDisk it is a full store with LmdbStore's observable behaviour, run by the store
  * contract suite; a new MemoryStore on the same disk is a restart.
  */
-import { bodyValue, inlineValue, KIND_SHARED, readMessageRecord, readWire, sharedValue } from './records.js';
+import {
+  bodyValue,
+  inlineValue,
+  KIND_SHARED,
+  readMessageRecord,
+  recoveredMessage,
+  sharedValue,
+} from './records.js';
 import {
   ConfirmBatch,
   type ConfirmTarget,
@@ -381,34 +388,18 @@ export class MemoryStore implements Store {
     const q = this.disk?.queues.get(queueId);
     if (q === undefined) return out;
     const seqs = q.seqs;
-    const start = lowerBound(seqs, fromSeq);
-    const end = Math.min(seqs.length, start + limit);
-    for (let i = start; i < end; i++) {
+    const disk = this.disk!;
+    const bodyOf = (id: number): Buffer | undefined => {
+      const body = disk.bodies.get(id);
+      return body === undefined ? undefined : Buffer.from(body.value);
+    };
+    // the limit counts messages returned: a record skipped below must not end the read early
+    for (let i = lowerBound(seqs, fromSeq); i < seqs.length && out.length < limit; i++) {
       const seq = seqs[i]!;
       // a copy, as lmdb-js hands out: nothing done to the returned buffers reaches the disk
       const r = readMessageRecord(Buffer.from(q.records.get(seq)!));
-      const d = q.deliveries.get(seq);
-      let m: StoredMessage | undefined;
-      if (r.kind === KIND_SHARED) {
-        m = this.recoveredBodies?.get(r.bodyId);
-        if (m === undefined) {
-          const body = this.disk!.bodies.get(r.bodyId);
-          if (body === undefined) continue; // its body is gone: nothing to deliver
-          m = readWire(Buffer.from(body.value), 0);
-          m.storeId = r.bodyId;
-          this.recoveredBodies?.set(r.bodyId, m);
-        }
-      } else {
-        m = r.wire!;
-      }
-      out.push({
-        seq,
-        deliveries: Math.max(r.deliveries, d ?? 0),
-        message: m,
-        expiresAt: r.expiresAt,
-        shared: r.kind === KIND_SHARED,
-        delivRecord: d !== undefined,
-      });
+      const m = recoveredMessage(seq, r, q.deliveries.get(seq), bodyOf, this.recoveredBodies);
+      if (m !== null) out.push(m);
     }
     return out;
   }

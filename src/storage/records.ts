@@ -7,7 +7,7 @@
  *   message, shared:  u8 2 | u32 deliveries | f64 expiresAt | u64 bodyId
  *   wire message:     u8 len | exchange | u8 len | routing key | u32 len | properties | body
  */
-import type { StoredMessage } from './store.js';
+import type { RecoveredMessage, StoredMessage } from './store.js';
 
 export const KIND_INLINE = 1;
 export const KIND_SHARED = 2;
@@ -169,6 +169,39 @@ export function readMessageRecord(b: Buffer, size = b.length, copy = false): Mes
     };
   }
   throw new CorruptRecord(`unknown message record kind ${kind}`);
+}
+
+/**
+ * A stored message record as recovery hands it out, for both stores: the message (a shared
+ * body is read once per `cache`, so the queues sharing it share one object), the delivery
+ * count (the record's, or a clean stop's if higher), or null when its shared body is gone.
+ */
+export function recoveredMessage(
+  seq: number,
+  r: MessageRecord,
+  stopCount: number | undefined,
+  bodyOf: (id: number) => Buffer | undefined,
+  cache: Map<number, StoredMessage> | null,
+): RecoveredMessage | null {
+  let m: StoredMessage | undefined;
+  if (r.kind === KIND_SHARED) {
+    m = cache?.get(r.bodyId);
+    if (m === undefined) {
+      const body = bodyOf(r.bodyId);
+      if (body === undefined) return null; // nothing to deliver
+      m = readWire(body, 0);
+      m.storeId = r.bodyId;
+      cache?.set(r.bodyId, m);
+    }
+  } else m = r.wire!;
+  return {
+    seq,
+    deliveries: Math.max(r.deliveries, stopCount ?? 0),
+    message: m,
+    expiresAt: r.expiresAt,
+    shared: r.kind === KIND_SHARED,
+    delivRecord: stopCount !== undefined,
+  };
 }
 
 /**
