@@ -94,7 +94,6 @@ export class LmdbStore implements Store {
   private readonly purging: Purge[] = [];
   private inCommit = false;
   private retryTimer: NodeJS.Timeout | null = null;
-  private readonly sync: SyncMode;
   private readonly onError: (e: unknown) => void;
   onDrained: (() => void) | undefined;
   onBusy: (() => void) | undefined;
@@ -111,7 +110,6 @@ export class LmdbStore implements Store {
 
   constructor(o: LmdbStoreOptions) {
     this.path = o.path;
-    this.sync = o.sync;
     this.onError = o.onError;
     this.onDrained = o.onDrained;
     this.onBusy = o.onBusy;
