@@ -33,6 +33,11 @@ export interface Config {
   memoryLimit: number;
   /** Publishers are blocked while the data dir's disk has less free space than this, in MiB. */
   diskFreeLimit: number;
+  /**
+   * A queue whose consumers all wait on their sockets holds its publishers at most this long
+   * without delivering, in ms (core/queue-congestion.ts).
+   */
+  flowHoldLimit: number;
 }
 
 export const DEFAULTS: Config = {
@@ -51,6 +56,7 @@ export const DEFAULTS: Config = {
   sync: 'always',
   memoryLimit: 0,
   diskFreeLimit: 50,
+  flowHoldLimit: 500,
 };
 
 interface Setting {
@@ -128,6 +134,13 @@ export const SETTINGS: Setting[] = [
     kind: 'int',
     min: 0,
     help: 'block publishers below this free disk, MiB',
+  },
+  {
+    key: 'flowHoldLimit',
+    flag: 'flow-hold-limit',
+    kind: 'int',
+    min: 1,
+    help: 'longest hold of a publisher by a queue whose consumers take nothing, ms',
   },
 ];
 

@@ -79,6 +79,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   /** publishes left this tick before reading pauses (publish-flow.ts) */
   private publishCredit = PUBLISH_CREDIT;
   private readPaused = false;
+  /** queues holding this connection's reading (core/queue-congestion.ts) */
+  private holds = 0;
   /** protocol header bytes received so far; null once it is complete */
   header: Buffer | null = Buffer.alloc(0);
   private queuedForFlush = false;
@@ -368,9 +370,25 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.socket.pause();
   }
 
+  /** A congested queue stops reading this connection until release() (queue-congestion.ts). */
+  hold(): boolean {
+    if (!this.canWrite()) return false;
+    this.holds++;
+    if (!this.readPaused) this.pauseReading();
+    return true;
+  }
+
+  get holdLimitMs(): number {
+    return this.ctx.config.flowHoldLimit;
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.resumeReading();
+  }
+
   resumeReading(): void {
     this.publishCredit = PUBLISH_CREDIT;
-    if (!this.readPaused) return;
+    if (!this.readPaused || this.holds > 0) return;
     if (this.ctx.flow.blocked) {
       this.ctx.flow.hold(this);
       return;

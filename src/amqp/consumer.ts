@@ -44,6 +44,10 @@ export class Consumer implements QueueConsumer {
     return this.noAck || this.prefetch === 0 || this.unacked < this.prefetch;
   }
 
+  writeBlocked(): boolean {
+    return !this.channel.conn.canWrite();
+  }
+
   deliver(queue: Queue, entry: QueueEntry): void {
     this.channel.deliver(this, queue, entry);
   }

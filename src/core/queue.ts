@@ -11,6 +11,7 @@ import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import { Message } from './message.js';
 import { PAGE_COUNT, PagedReady, type Pager } from './paged-ready.js';
+import { type CongestibleConsumer, Congestion } from './queue-congestion.js';
 import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
 
 /** One message in one queue. */
@@ -33,7 +34,7 @@ export class QueueEntry {
 }
 
 /** The queue's view of a consumer (implemented by amqp/consumer). */
-export interface QueueConsumer {
+export interface QueueConsumer extends CongestibleConsumer {
   readonly tag: string;
   readonly priority: number;
   readonly exclusive: boolean;
@@ -70,6 +71,8 @@ export class Queue implements Destination, Pager {
   readonly inbound = new Set<Binding>();
   ready: ReadyList;
   consumers: QueueConsumer[] = [];
+  /** publishers held while consumers wait on their sockets (queue-congestion.ts) */
+  readonly congestion: Congestion = new Congestion(this);
   /** delivered, not yet acknowledged */
   unacked = 0;
   deleted = false;
@@ -374,6 +377,7 @@ export class Queue implements Destination, Pager {
     this.lastUsed = Date.now();
     this.mixedPriorities =
       this.consumers.length > 0 && this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
+    this.congestion.releaseAll();
     return this.autoDelete && this.hadConsumer && this.consumers.length === 0;
   }
 
@@ -388,17 +392,23 @@ export class Queue implements Destination, Pager {
    */
   deliverPass(): boolean {
     if (this.expiryTimer !== null) this.expireHeads();
-    let budget = PASS_BUDGET;
     const ready = this.ready;
+    let n = 0;
+    let more = false;
     while (ready.length > 0) {
-      if (budget-- === 0) return true;
+      if (n === PASS_BUDGET) {
+        more = true;
+        break;
+      }
       const c = this.pick();
-      if (c === null) return false;
+      if (c === null) break;
       const e = ready.shift()!;
       this.unacked++;
+      n++;
       c.deliver(this, e);
     }
-    return false;
+    if (this.congestion.holding) this.congestion.afterPass(n);
+    return more;
   }
 
   /** Round-robin among the highest-priority consumers that can take a message. */
@@ -446,6 +456,7 @@ export class Queue implements Destination, Pager {
     const n = this.purge();
     const cs = this.consumers;
     this.consumers = [];
+    this.congestion.releaseAll();
     for (const c of cs) c.cancelledByQueue();
     return n;
   }

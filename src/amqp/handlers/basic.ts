@@ -131,7 +131,9 @@ export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queu
     let refused = false;
     for (let i = 0; i < n; i++) {
       const q = queues[i]!;
-      if (!q.deleted && !q.enqueue(msg)) refused = true;
+      if (q.deleted) continue;
+      if (!q.enqueue(msg)) refused = true;
+      q.congestion.check(ch.conn);
     }
     // x-overflow reject-publish: the publisher hears basic.nack for this message
     if (refused && ch.confirmMode) ch.nackSeqs.push(ch.publishSeq + 1);
