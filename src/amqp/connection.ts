@@ -30,6 +30,7 @@ import {
 } from '../protocol/generated/methods.js';
 import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
+import { readShared } from '../util/shared-read.js';
 import { Channel } from './channel.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
@@ -102,7 +103,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.log = ctx.log.child({ conn: this.id, peer: this.peer });
     this.parser = new FrameParser(this, ctx.config.frameMax);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const onData = (chunk: Buffer) => this.onData(chunk);
+    if (!readShared(socket, onData)) socket.on('data', onData);
     socket.on('drain', () => {
       this.writable = true;
       this.wakeConsumers();

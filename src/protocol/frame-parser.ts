@@ -73,7 +73,8 @@ export class FrameParser {
     }
     while (o < n && !this.stopped) {
       if (this.hold) {
-        this.rest = chunk.subarray(o);
+        // kept past the call: a copy (the chunk may be a reused read buffer)
+        this.rest = Buffer.from(chunk.subarray(o));
         return;
       }
       if (n - o < FRAME_HEADER_SIZE) {
