@@ -115,16 +115,43 @@ export interface WireMessage {
 
 export class CorruptRecord extends Error {}
 
+/**
+ * A short string field decoded from records read in a row: when its bytes repeat the previous
+ * record's (a backlog's exchange and routing key mostly do), the previous string is reused
+ * instead of decoding a new one.
+ */
+class RepeatedString {
+  private readonly bytes = Buffer.alloc(255);
+  private len = -1;
+  private str = '';
+
+  read(b: Buffer, at: number, len: number): string {
+    const last = this.bytes;
+    if (len === this.len) {
+      let i = 0;
+      while (i < len && b[at + i] === last[i]) i++;
+      if (i === len) return this.str;
+    }
+    b.copy(last, 0, at, at + len);
+    this.len = len;
+    this.str = b.toString('utf8', at, at + len);
+    return this.str;
+  }
+}
+
+const LAST_EXCHANGE = new RepeatedString();
+const LAST_ROUTING_KEY = new RepeatedString();
+
 export function readWire(b: Buffer, o: number, end = b.length, copy = false): WireMessage {
   // bounds are checked against `end`: b may be lmdb-js's shared read buffer, longer than the record
   if (o + 1 > end) throw new CorruptRecord('message record is truncated');
   const el = b[o]!;
   if (o + 2 + el > end) throw new CorruptRecord('message record is truncated');
-  const exchange = b.toString('utf8', o + 1, o + 1 + el);
+  const exchange = LAST_EXCHANGE.read(b, o + 1, el);
   o += 1 + el;
   const rl = b[o]!;
   if (o + 5 + rl > end) throw new CorruptRecord('message record is truncated');
-  const routingKey = b.toString('utf8', o + 1, o + 1 + rl);
+  const routingKey = LAST_ROUTING_KEY.read(b, o + 1, rl);
   o += 1 + rl;
   const pl = b.readUInt32BE(o);
   o += 4;
