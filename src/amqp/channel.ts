@@ -28,6 +28,7 @@ import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import type { Connection } from './connection.js';
 import type { Consumer } from './consumer.js';
 import { writeContent } from './content-writer.js';
+import { decodeArgs } from './decode-args.js';
 import * as basic from './handlers/basic.js';
 import { channelClose, channelCloseOk, channelFlow, channelOpenAgain } from './handlers/channel.js';
 import * as exchange from './handlers/exchange.js';
@@ -130,7 +131,7 @@ export class Channel implements ConfirmTarget {
             asm.methodId,
           );
         }
-        const args = this.conn.decode(id, buf, off, len);
+        const args = decodeArgs(id, buf, off, len);
         if (!isClientMethod(id)) throw commandInvalid(`${methodName(id)} cannot be sent by a client`);
         if (hasContent(id)) asm.start(id, args);
         else this.method(id, args);

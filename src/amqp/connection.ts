@@ -16,22 +16,21 @@ import {
   notAllowed,
   unexpectedFrame,
 } from '../errors.js';
-import { type FieldTable, TableError } from '../protocol/field-table.js';
+import type { FieldTable } from '../protocol/field-table.js';
 import { FrameError, FrameParser, type FrameSink } from '../protocol/frame-parser.js';
 import {
-  decodeMethodArgs,
   encodeChannelOpenOk,
   encodeConnectionBlocked,
   encodeConnectionClose,
   encodeConnectionCloseOk,
   encodeConnectionUnblocked,
   type MethodArgs,
-  MethodSyntaxError,
 } from '../protocol/generated/methods.js';
-import { isKnownMethod, Method, methodName } from '../protocol/generated/spec.js';
+import { Method } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
 import { readShared } from '../util/shared-read.js';
 import { Channel } from './channel.js';
+import { decodeArgs } from './decode-args.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
 import { handshakeMethod, readProtocolHeader } from './handshake.js';
@@ -162,7 +161,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
           const id = buf.readUInt32BE(off);
           classId = id >>> 16;
           methodId = id & 0xffff;
-          if (channel === 0) this.channel0Method(id, this.decode(id, buf, off, len));
+          if (channel === 0) this.channel0Method(id, decodeArgs(id, buf, off, len));
           else this.channelFrame(type, channel, buf, off, len, id);
           return;
         }
@@ -190,25 +189,6 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.onFrame(3, channel, buf, off, len, frameLeft);
   }
 
-  /** Decodes method arguments; any fault in the bytes is a frame error (as RabbitMQ replies). */
-  decode(id: number, buf: Buffer, off: number, len: number): MethodArgs {
-    if (!isKnownMethod(id)) {
-      throw notImplementedMethod(id);
-    }
-    let args: MethodArgs | null;
-    try {
-      args = decodeMethodArgs(id, buf, off + 4, off + len);
-    } catch (e) {
-      // our own decoders say what is wrong; Node's bounds errors mean the payload ended early
-      const why =
-        e instanceof MethodSyntaxError || e instanceof TableError
-          ? e.message
-          : 'the frame is shorter than its fields';
-      throw frameError(`cannot decode ${methodName(id)}: ${why}`);
-    }
-    return args!;
-  }
-
   private channelFrame(type: number, n: number, buf: Buffer, off: number, len: number, id: number): void {
     if (this.state !== ConnState.Open) {
       throw channelError(`frame on channel ${n} before the connection is open`);
@@ -219,7 +199,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
         throw unexpectedFrame(`expected method frame, got non method frame on unopened channel ${n}`);
       // channel.open: the channel number must be within the negotiated channel-max
       if (id !== Method.CHANNEL_OPEN) throw channelError("expected 'channel.open'");
-      this.decode(id, buf, off, len);
+      decodeArgs(id, buf, off, len);
       if (n > this.channelMax) {
         throw notAllowed(`channel number ${n} is above the negotiated channel_max (${this.channelMax})`);
       }
@@ -509,8 +489,4 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     }
     this.ctx.connectionClosed(this);
   }
-}
-
-function notImplementedMethod(id: number): AmqpError {
-  return new ConnectionError(540, `unknown method: class ${id >>> 16}, method ${id & 0xffff}`);
 }
