@@ -143,6 +143,7 @@ export class Broker implements ConnectionContext {
         onError: (e) => this.storeFailed(e),
         onBusy: () => this.flow.set('store', true),
         onDrained: () => this.flow.set('store', false),
+        mapLimit: this.config.storeMapLimit * 1024 * 1024,
       });
     } catch (e) {
       throw new StartupError(
@@ -199,7 +200,10 @@ export class Broker implements ConnectionContext {
     };
     this.monitor = setInterval(check, 1000);
     this.monitor.unref();
-    this.gcTimer = setInterval(checkExternalMemory, 200);
+    this.gcTimer = setInterval(() => {
+      checkExternalMemory();
+      if (this.store instanceof LmdbStore) this.store.checkMapped();
+    }, 200);
     this.gcTimer.unref();
   }
 

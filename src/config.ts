@@ -38,6 +38,11 @@ export interface Config {
    * without delivering, in ms (core/queue-congestion.ts).
    */
   flowHoldLimit: number;
+  /**
+   * Store file pages that may stay mapped (resident) before the store is reopened to unmap
+   * them, in MiB (storage/lmdb-store.ts checkMapped). 0: reopen whenever any grew.
+   */
+  storeMapLimit: number;
 }
 
 export const DEFAULTS: Config = {
@@ -57,6 +62,7 @@ export const DEFAULTS: Config = {
   memoryLimit: 0,
   diskFreeLimit: 50,
   flowHoldLimit: 500,
+  storeMapLimit: 16,
 };
 
 interface Setting {
@@ -141,6 +147,13 @@ export const SETTINGS: Setting[] = [
     kind: 'int',
     min: 1,
     help: 'longest hold of a publisher by a queue whose consumers take nothing, ms',
+  },
+  {
+    key: 'storeMapLimit',
+    flag: 'store-map-limit',
+    kind: 'int',
+    min: 0,
+    help: 'store file pages kept mapped before the store unmaps them, MiB',
   },
 ];
 

@@ -9,6 +9,8 @@
  * sync 'always' confirms wait for `flushed`; with 'off' they go at commit. Batches settle in
  * order, so a channel's confirms never overtake an earlier batch.
  */
+
+import { residentFileBytes } from '../util/resident.js';
 import { LmdbTables } from './lmdb-tables.js';
 import { bodyValue, inlineValue, messageKey, sharedValue, u32Key, u64Key } from './records.js';
 import { SettleQueue, type SyncMode } from './settle-queue.js';
@@ -85,6 +87,8 @@ export interface LmdbStoreOptions {
   onDrained?: () => void;
   /** called when the backlog of unsettled writes rises above the high-water mark */
   onBusy?: () => void;
+  /** bytes of store pages that may stay mapped before the store reopens (default 16 MiB) */
+  mapLimit?: number;
 }
 
 export class LmdbStore implements Store {
@@ -107,6 +111,13 @@ export class LmdbStore implements Store {
   /** stored entries delivered since they were written, whose count is written at close */
   private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
+  /** resident file-backed bytes just after the store was last opened (-1: not measurable) */
+  private mapBase: number;
+  private readonly mapLimit: number;
+  /** the mapped pages grew past mapLimit: the next commit with nothing in flight reopens */
+  private remapWanted = false;
+  /** times the store was closed and opened again to unmap its pages */
+  remaps = 0;
 
   constructor(o: LmdbStoreOptions) {
     this.path = o.path;
@@ -120,12 +131,14 @@ export class LmdbStore implements Store {
       onDrained: () => this.onDrained?.(),
       // a range deletion goes on a chunk per settled commit, paced by the disk
       afterSettle: () => {
-        if (this.purging.length > 0 && !this.inCommit) this.schedule();
+        if ((this.purging.length > 0 || this.remapWanted) && !this.inCommit) this.schedule();
       },
     });
     this.t = new LmdbTables(o.path, (p) => this.settler.guard(p));
     this.nextDef = this.t.firstDef;
     this.nextBody = this.t.firstBody;
+    this.mapLimit = o.mapLimit ?? 16 * 1024 * 1024;
+    this.mapBase = residentFileBytes();
   }
 
   /** the previous run did not stop cleanly: stored messages may have been delivered */
@@ -239,12 +252,52 @@ export class LmdbStore implements Store {
       }
       return;
     }
+    if (this.remapWanted && this.remap()) return;
     this.inCommit = true;
     try {
       this.commitBatch();
     } finally {
       this.inCommit = false;
     }
+  }
+
+  /**
+   * Called a few times a second. LMDB maps the store file in chunks and keeps every chunk it
+   * has touched mapped (lmdb-js unmaps only past 8,192 of them), so filling or draining a deep
+   * queue would leave the whole file resident: 80+ MiB for a million small messages. Past
+   * mapLimit bytes of growth since the last open, the store is reopened, which unmaps it all.
+   */
+  checkMapped(): void {
+    if (this.mapBase < 0 || this.remapWanted || this.closed) return;
+    const now = residentFileBytes();
+    if (now < this.mapBase) this.mapBase = now;
+    else if (now - this.mapBase > this.mapLimit) this.requestRemap();
+  }
+
+  /** Reopens the store at the next commit with no write in flight. */
+  requestRemap(): void {
+    if (this.closed) return;
+    this.remapWanted = true;
+    this.schedule();
+  }
+
+  /**
+   * Reopens the store once no write is in flight (until then the open batch waits; afterSettle
+   * schedules the commit again). The close then completes before the next tick, and the batch
+   * is committed to the reopened store. Returns true: this commit is put off.
+   */
+  private remap(): boolean {
+    if (!this.settler.empty) return true;
+    this.remapWanted = false;
+    this.t.reopen().then(
+      () => {
+        this.remaps++;
+        this.mapBase = residentFileBytes();
+        this.schedule();
+      },
+      (e: unknown) => this.onError(e),
+    );
+    return true;
   }
 
   private commitBatch(): void {
@@ -392,6 +445,8 @@ export class LmdbStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // the last commit below goes to the store as it is
+    this.remapWanted = false;
     // a clean stop keeps the delivery counts, so those messages come back redelivered
     const key = this.key;
     for (const [e, queueId] of this.undelivered) {

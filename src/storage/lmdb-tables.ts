@@ -46,17 +46,51 @@ export const MAX_SEQ = 2 ** 53 - 1;
 /** Gives a write promise a rejection handler (SettleQueue.guard). */
 export type Guard = <T>(p: Promise<T>) => Promise<T>;
 
+/** The environment and its tables, as one open of the store file gives them. */
+interface Dbs {
+  env: RootDatabase;
+  msgs: Database<Buffer | MessageRecord, Buffer>;
+  deliv: Database<Buffer, Buffer>;
+  bodies: Database<Buffer, Buffer>;
+  refs: Database<Buffer, Buffer>;
+  defs: Database<Definition, Buffer>;
+  purges: Database<Buffer, Buffer>;
+}
+
+function openDbs(path: string): Dbs {
+  const env = open({
+    path,
+    maxDbs: 8,
+    separateFlushed: true,
+    compression: false,
+    remapChunks: true,
+    pageSize: STORE_PAGE_SIZE,
+  });
+  const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
+  return {
+    env,
+    // lmdb-js takes an encoder per db; its typings only declare one on the root
+    msgs: env.openDB<Buffer | MessageRecord, Buffer>('messages', {
+      keyEncoding: 'binary',
+      encoder: MESSAGE_CODEC,
+      compression: false,
+    } as DatabaseOptions),
+    deliv: env.openDB<Buffer, Buffer>('deliveries', bin),
+    bodies: env.openDB<Buffer, Buffer>('bodies', bin),
+    refs: env.openDB<Buffer, Buffer>('shared-refs', bin),
+    purges: env.openDB<Buffer, Buffer>('purges', bin),
+    defs: env.openDB<Definition, Buffer>('definitions', { keyEncoding: 'binary', compression: false }),
+  };
+}
+
 export class LmdbTables {
-  readonly env: RootDatabase;
-  /** values are written as encoded Buffers and read back decoded (MESSAGE_CODEC) */
-  readonly msgs: Database<Buffer | MessageRecord, Buffer>;
-  readonly deliv: Database<Buffer, Buffer>;
-  readonly bodies: Database<Buffer, Buffer>;
-  /** message key -> body id, for entries that reference a shared body (recovery counts these) */
-  readonly refs: Database<Buffer, Buffer>;
-  readonly defs: Database<Definition, Buffer>;
-  /** queueId|fromSeq -> toSeq: ranges whose deletion has started but not finished */
-  readonly purges: Database<Buffer, Buffer>;
+  private readonly path: string;
+  private dbs: Dbs;
+  /**
+   * The environment is being closed so that its pages are unmapped (reopen()); the next use
+   * opens it again at once, so nothing ever finds it closed.
+   */
+  private closing = false;
   /** the previous run did not stop cleanly: stored messages may have been delivered */
   readonly uncleanStart: boolean;
   /** the next ids above every stored one */
@@ -72,32 +106,11 @@ export class LmdbTables {
 
   constructor(path: string, guard: Guard) {
     this.guard = guard;
+    this.path = path;
     checkStoreFile(path);
-    this.env = open({
-      path,
-      maxDbs: 8,
-      separateFlushed: true,
-      compression: false,
-      remapChunks: true,
-      pageSize: STORE_PAGE_SIZE,
-    });
+    this.dbs = openDbs(path);
     // a clean stop leaves 'clean' = 1; anything else means the last run was killed
     this.uncleanStart = this.env.get('clean') === 0;
-    const bin = { keyEncoding: 'binary' as const, encoding: 'binary' as const, compression: false };
-    // lmdb-js takes an encoder per db; its typings only declare one on the root
-    this.msgs = this.env.openDB<Buffer | MessageRecord, Buffer>('messages', {
-      keyEncoding: 'binary',
-      encoder: MESSAGE_CODEC,
-      compression: false,
-    } as DatabaseOptions);
-    this.deliv = this.env.openDB<Buffer, Buffer>('deliveries', bin);
-    this.bodies = this.env.openDB<Buffer, Buffer>('bodies', bin);
-    this.refs = this.env.openDB<Buffer, Buffer>('shared-refs', bin);
-    this.purges = this.env.openDB<Buffer, Buffer>('purges', bin);
-    this.defs = this.env.openDB<Definition, Buffer>('definitions', {
-      keyEncoding: 'binary',
-      compression: false,
-    });
     for (const _ of this.deliv.getKeys({ limit: 1 })) this.hasDeliv = true;
     let def = 1;
     for (const k of this.defs.getKeys({ reverse: true, limit: 1 })) def = (k as Buffer).readUInt32BE(0) + 1;
@@ -105,6 +118,58 @@ export class LmdbTables {
     let body = 1;
     for (const k of this.bodies.getKeys({ reverse: true, limit: 1 })) body = readU64Key(k as Buffer) + 1;
     this.firstBody = body;
+  }
+
+  private get open(): Dbs {
+    if (this.closing) this.openAgain();
+    return this.dbs;
+  }
+
+  get env(): RootDatabase {
+    return this.open.env;
+  }
+  /** values are written as encoded Buffers and read back decoded (MESSAGE_CODEC) */
+  get msgs(): Database<Buffer | MessageRecord, Buffer> {
+    return this.open.msgs;
+  }
+  get deliv(): Database<Buffer, Buffer> {
+    return this.open.deliv;
+  }
+  get bodies(): Database<Buffer, Buffer> {
+    return this.open.bodies;
+  }
+  /** message key -> body id, for entries that reference a shared body (recovery counts these) */
+  get refs(): Database<Buffer, Buffer> {
+    return this.open.refs;
+  }
+  get defs(): Database<Definition, Buffer> {
+    return this.open.defs;
+  }
+  /** queueId|fromSeq -> toSeq: ranges whose deletion has started but not finished */
+  get purges(): Database<Buffer, Buffer> {
+    return this.open.purges;
+  }
+
+  /**
+   * Closes the environment and opens it again, which unmaps every page of the file: LMDB
+   * (lmdb-js's remapChunks) keeps each chunk it has read mapped until 8,192 are, so draining a
+   * deep queue would otherwise leave the whole file resident. Call it with no write in flight:
+   * the close then completes within the current turn's microtasks. Anything that uses the
+   * store before that opens it again at once (the close then only drops a reference, and
+   * nothing is unmapped this time). Resolves once the store is open again.
+   */
+  reopen(): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    this.closing = true;
+    const again = () => {
+      if (this.closing) this.openAgain();
+    };
+    return this.dbs.env.close().then(again, again);
+  }
+
+  private openAgain(): void {
+    this.dbs = openDbs(this.path);
+    this.closing = false;
   }
 
   messages(queueId: number, fromSeq = 0, limit = Number.POSITIVE_INFINITY): RecoveredMessage[] {

@@ -9,7 +9,7 @@ import { AMQPClient } from '@cloudamqp/amqp-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker.js';
 import { PAGE_COUNT } from '../../src/core/paged-ready.js';
-import { PURGE_CHUNK } from '../../src/storage/lmdb-store.js';
+import { type LmdbStore, PURGE_CHUNK } from '../../src/storage/lmdb-store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -68,6 +68,29 @@ describe('a deep durable queue', () => {
       const seen = await drain(b.url, 'deep');
       expect(seen.length).toBe(n);
       expect(seen.every((v, i) => v === i)).toBe(true);
+    } finally {
+      await b.stop();
+    }
+  }, 60_000);
+
+  it('delivers them all while the store is reopened to unmap its pages', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-paging-'));
+    dirs.push(dataDir);
+    const n = PAGE_COUNT * 3;
+    // limit 0: the store reopens whenever its mapped pages grew (checked every 200 ms)
+    const b = await Broker.start({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir,
+      logLevel: 'silent',
+      storeMapLimit: 0,
+    });
+    try {
+      await fill(b.url, 'deep', n);
+      const seen = await drain(b.url, 'deep');
+      expect(seen.length).toBe(n);
+      expect(seen.every((v, i) => v === i)).toBe(true);
+      expect((b.store as LmdbStore).remaps).toBeGreaterThan(0);
     } finally {
       await b.stop();
     }
