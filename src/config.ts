@@ -62,7 +62,7 @@ export const DEFAULTS: Config = {
   memoryLimit: 0,
   diskFreeLimit: 50,
   flowHoldLimit: 500,
-  storeMapLimit: 16,
+  storeMapLimit: 8,
 };
 
 interface Setting {

@@ -87,7 +87,7 @@ export interface LmdbStoreOptions {
   onDrained?: () => void;
   /** called when the backlog of unsettled writes rises above the high-water mark */
   onBusy?: () => void;
-  /** bytes of store pages that may stay mapped before the store reopens (default 16 MiB) */
+  /** bytes of store pages that may stay mapped before the store reopens (default 8 MiB) */
   mapLimit?: number;
 }
 
@@ -137,7 +137,7 @@ export class LmdbStore implements Store {
     this.t = new LmdbTables(o.path, (p) => this.settler.guard(p));
     this.nextDef = this.t.firstDef;
     this.nextBody = this.t.firstBody;
-    this.mapLimit = o.mapLimit ?? 16 * 1024 * 1024;
+    this.mapLimit = o.mapLimit ?? 8 * 1024 * 1024;
     this.mapBase = residentFileBytes();
   }
 

@@ -17,6 +17,7 @@ import { checkStoreFile } from './file-check.js';
 import {
   keySeq,
   MESSAGE_CODEC,
+  MESSAGE_KEYS,
   type MessageRecord,
   messageKey,
   readU64Key,
@@ -71,7 +72,7 @@ function openDbs(path: string): Dbs {
     env,
     // lmdb-js takes an encoder per db; its typings only declare one on the root
     msgs: env.openDB<Buffer | MessageRecord, Buffer>('messages', {
-      keyEncoding: 'binary',
+      keyEncoder: MESSAGE_KEYS,
       encoder: MESSAGE_CODEC,
       compression: false,
     } as DatabaseOptions),

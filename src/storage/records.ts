@@ -100,9 +100,9 @@ export function bodyValue(m: StoredMessage): Buffer {
 }
 
 /**
- * A stored message read back. Its properties and body are views into one buffer: the record
- * itself when it is the caller's own, or (copy = true, reading lmdb-js's shared read buffer) a
- * copy of just those bytes, taken from Node's buffer pool when small.
+ * A stored message read back. Its properties and body are views into the record when it is the
+ * caller's own, or (copy = true, reading lmdb-js's shared read buffer) copies: the body from
+ * Node's buffer pool when small, the properties shared with the previous record's when equal.
  */
 export interface WireMessage {
   exchange: string;
@@ -142,6 +142,30 @@ class RepeatedString {
 const LAST_EXCHANGE = new RepeatedString();
 const LAST_ROUTING_KEY = new RepeatedString();
 
+/**
+ * The properties of records read in a row: when their bytes repeat the previous record's (a
+ * backlog's mostly do, often just delivery-mode 2) the previous copy is shared. Properties are
+ * never written to once a message has them.
+ */
+class RepeatedBytes {
+  private last = Buffer.alloc(0);
+
+  read(b: Buffer, at: number, len: number): Buffer {
+    const last = this.last;
+    if (len === last.length) {
+      let i = 0;
+      while (i < len && b[at + i] === last[i]) i++;
+      if (i === len) return last;
+    }
+    const copy = Buffer.allocUnsafe(len);
+    b.copy(copy, 0, at, at + len);
+    this.last = copy;
+    return copy;
+  }
+}
+
+const LAST_PROPERTIES = new RepeatedBytes();
+
 export function readWire(b: Buffer, o: number, end = b.length, copy = false): WireMessage {
   // bounds are checked against `end`: b may be lmdb-js's shared read buffer, longer than the record
   if (o + 1 > end) throw new CorruptRecord('message record is truncated');
@@ -156,15 +180,20 @@ export function readWire(b: Buffer, o: number, end = b.length, copy = false): Wi
   const pl = b.readUInt32BE(o);
   o += 4;
   if (o + pl > end) throw new CorruptRecord('message record is truncated');
-  let src = b;
-  if (copy) {
-    src = Buffer.allocUnsafe(end - o);
-    b.copy(src, 0, o, end);
-    end -= o;
-    o = 0;
+  if (!copy) {
+    return {
+      exchange,
+      routingKey,
+      properties: b.subarray(o, o + pl),
+      body: b.subarray(o + pl, end),
+      storeId: 0,
+      storeRefs: 0,
+    };
   }
-  const properties = src.subarray(o, o + pl);
-  const body = src.subarray(o + pl, end);
+  const properties = LAST_PROPERTIES.read(b, o, pl);
+  o += pl;
+  const body = Buffer.allocUnsafe(end - o);
+  b.copy(body, 0, o, end);
   return { exchange, routingKey, properties, body, storeId: 0, storeRefs: 0 };
 }
 
@@ -237,6 +266,25 @@ export function recoveredMessage(
  * record (a separate ArrayBuffer each, costly to allocate and to collect), and copies out only
  * the properties and body.
  */
+/**
+ * lmdb-js key codec of the messages db. Keys are written as given; a key read back is copied
+ * into one scratch buffer instead of a new ArrayBuffer per record (lmdb-js's binary keys are
+ * slices). Every reader uses the key at once or copies it; lmdb-js itself only writes the last
+ * key back to reposition a cursor.
+ */
+const KEY = Buffer.alloc(12);
+export const MESSAGE_KEYS = {
+  writeKey: (key: Buffer, target: Buffer, start: number): number => {
+    target.set(key, start);
+    return start + key.length;
+  },
+  readKey: (source: Buffer, start: number, end: number): Buffer => {
+    if (end - start !== 12) return Buffer.from(source.subarray(start, end));
+    for (let i = 0; i < 12; i++) KEY[i] = source[start + i]!;
+    return KEY;
+  },
+};
+
 export const MESSAGE_CODEC = {
   encode: (v: Buffer): Buffer => v,
   decode: (b: Buffer, size: number): MessageRecord => readMessageRecord(b, size, true),

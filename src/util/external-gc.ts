@@ -29,6 +29,22 @@ export function enableExternalGc(): void {
   }
 }
 
+/**
+ * V8 lets the old generation grow to a few times what the last full collection kept before it
+ * collects again. A draining backlog promotes nearly every message it reads (each lives
+ * through two scavenges while in flight), so the broker's heap swung between 10 MB live and
+ * 40-55 MB. Growing by at most 20% keeps the peak near the live size; V8 reads this flag at
+ * every collection, so it applies to the running process. Measured on 1M x 16 B backlog: peak
+ * RSS 158-174 -> 143-148 MiB at the same CPU per message.
+ */
+export function limitHeapGrowth(): void {
+  try {
+    setFlagsFromString('--heap-growing-percent=20');
+  } catch {
+    // an embedding runtime without the flag keeps V8's own policy
+  }
+}
+
 let threshold = FLOOR;
 
 /** Called a few times a second: collects when external memory grew well past its live size. */
