@@ -20,7 +20,7 @@ import { LmdbStore } from './storage/lmdb-store.js';
 import { DataDirLock, DataDirLocked } from './storage/lock.js';
 import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
-import { checkExternalMemory } from './util/external-gc.js';
+import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
 
@@ -203,8 +203,14 @@ export class Broker implements ConnectionContext {
     this.gcTimer = setInterval(() => {
       checkExternalMemory();
       if (this.store instanceof LmdbStore) this.store.checkMapped();
+      setTightHeap(this.anyQueuePaging());
     }, 200);
     this.gcTimer.unref();
+  }
+
+  private anyQueuePaging(): boolean {
+    for (const v of this.vhosts.all()) for (const q of v.queues.values()) if (q.paging) return true;
+    return false;
   }
 
   private listen(): Promise<void> {
@@ -276,6 +282,8 @@ export class Broker implements ConnectionContext {
     if (this.monitor) clearInterval(this.monitor);
     if (this.gcTimer) clearInterval(this.gcTimer);
     this.monitor = null;
+    // every channel has requeued its unacked entries by now
+    for (const v of this.vhosts.all()) for (const q of v.queues.values()) q.keepDeliveries();
     const store = this.store;
     this.store = new MemoryStore();
     await store.close();

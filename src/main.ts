@@ -1,7 +1,7 @@
 /** The `warren` command: reads settings, starts the broker, stops it cleanly on SIGINT/SIGTERM. */
 import { Broker, StartupError } from './broker.js';
 import { ConfigError, loadConfig, usage } from './config.js';
-import { enableExternalGc, limitHeapGrowth } from './util/external-gc.js';
+import { enableExternalGc } from './util/external-gc.js';
 import { VERSION } from './version.js';
 
 async function main(): Promise<void> {
@@ -31,7 +31,6 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   enableExternalGc();
-  limitHeapGrowth();
   try {
     broker = await Broker.start(loaded.config);
   } catch (e) {

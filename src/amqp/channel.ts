@@ -292,14 +292,12 @@ export class Channel implements ConfirmTarget {
     });
     writeContent(out, this.number, msg, this.conn.frameMax);
     this.conn.markDirty();
-    if (!c.noAck) q.markDelivered(entry);
   }
 
   /** Allocates a delivery tag for basic.get-ok and tracks the entry unless no-ack. */
   trackGet(q: Queue, entry: QueueEntry, noAck: boolean): number {
     const tag = this.nextDeliveryTag++;
     entry.deliveries++;
-    q.markDelivered(entry);
     if (noAck) q.settle(entry);
     // basic.get deliveries are not limited by prefetch, so they are not counted against it
     else this.unacked.set(tag, new Unacked(tag, q, entry, null));

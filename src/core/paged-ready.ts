@@ -56,6 +56,11 @@ export class PagedReady implements ReadyList {
     return this.head.bytes + this.segBytes + this.tailBytes;
   }
 
+  /** new entries go to disk rather than memory (a backlog is building or draining) */
+  get pagingOut(): boolean {
+    return this.paging;
+  }
+
   /** entries held in memory (for tests and metrics) */
   get inMemory(): number {
     return this.head.length + this.tail.length;
@@ -161,6 +166,11 @@ export class PagedReady implements ReadyList {
 
   removeHead(e: QueueEntry): void {
     this.head.removeHead(e);
+  }
+
+  *loaded(): IterableIterator<QueueEntry> {
+    yield* this.head.loaded();
+    yield* this.tail;
   }
 
   /** Recovery: the first stored entries are loaded, the rest of the queue stays on disk. */

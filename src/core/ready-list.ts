@@ -21,6 +21,8 @@ export interface ReadyList {
   heads(): QueueEntry[];
   /** removes the head of the level holding `e` (which must be a head) */
   removeHead(e: QueueEntry): void;
+  /** the entries held in memory (not those paged out), in no particular order */
+  loaded(): Iterable<QueueEntry>;
 }
 
 export class FifoReady implements ReadyList {
@@ -68,6 +70,10 @@ export class FifoReady implements ReadyList {
   drain(): QueueEntry[] {
     this.bytes = 0;
     return this.q.drain();
+  }
+
+  loaded(): Iterable<QueueEntry> {
+    return this.q;
   }
 
   heads(): QueueEntry[] {
@@ -154,5 +160,9 @@ export class PriorityReady implements ReadyList {
   removeHead(e: QueueEntry): void {
     this.level(e).shift();
     this.count--;
+  }
+
+  *loaded(): IterableIterator<QueueEntry> {
+    for (const l of this.levels) yield* l.loaded();
   }
 }

@@ -108,7 +108,7 @@ export class LmdbStore implements Store {
   private readonly key = Buffer.allocUnsafe(12);
   private readonly settler: SettleQueue;
   private closed = false;
-  /** stored entries delivered since they were written, whose count is written at close */
+  /** stored entries that were delivered (told at a clean stop), whose count is written at close */
   private readonly undelivered = new Map<StoredEntry, number>();
   private batchNo = 0;
   /** resident file-backed bytes just after the store was last opened (-1: not measurable) */
@@ -183,7 +183,8 @@ export class LmdbStore implements Store {
   /**
    * Delivery counts are written only at a clean stop: after a crash every recovered message
    * counts as possibly delivered anyway (uncleanStart), so writing them per delivery would buy
-   * nothing. A pending entry is written with its current count at commit.
+   * nothing; the broker tells the store at a clean stop (Queue.keepDeliveries). A pending
+   * entry is written with its current count at commit.
    */
   delivered(queueId: number, e: StoredEntry): void {
     if (e.storeState === EntryState.Inline || e.storeState === EntryState.Shared)

@@ -83,7 +83,10 @@ export interface Store {
   definitions(): [number, Definition][];
   /** A persistent message entered a durable queue. */
   enqueue(queueId: number, e: StoredEntry, m: StoredMessage): void;
-  /** A stored entry was delivered (its delivery count is kept across restarts). */
+  /**
+   * A stored entry that was delivered, told at a clean stop before close(): its delivery count
+   * is kept across the restart.
+   */
   delivered(queueId: number, e: StoredEntry): void;
   /** A stored entry left its queue (acked, dropped, purged, dead-lettered). */
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
