@@ -30,10 +30,11 @@ import type { Definition, RecoveredMessage, StoredMessage } from './store.js';
 /**
  * LMDB page size for new stores (an existing store keeps its own). With remapChunks lmdb-js
  * maps the file in chunks of 16 pages and unmaps unused ones only once 8,192 chunks are
- * mapped, so the page size sets how much of a draining store stays resident: 512 MiB with
- * 4 KiB pages, 256 MiB with 2 KiB. A 1 KiB message then takes one 2 KiB overflow page, the
- * same space as two per 4 KiB leaf, and small messages pack as before. Measured on 2M x 1 KiB:
- * peak RSS 765 -> 459 MiB with fill and drain as fast (README, durability figures).
+ * mapped, so before the store reopened to unmap them (LmdbStore.checkMapped) the page size set
+ * how much of a draining store stayed resident: 512 MiB with 4 KiB pages, 256 MiB with 2 KiB.
+ * A 1 KiB message takes one 2 KiB overflow page, the same space as two per 4 KiB leaf, and
+ * small messages pack as before. Measured on 2M x 1 KiB: peak RSS 765 -> 459 MiB with fill and
+ * drain as fast.
  */
 export const STORE_PAGE_SIZE = 2048;
 
