@@ -11,12 +11,18 @@
  */
 
 import { residentFileBytes } from '../util/resident.js';
+import { type Batch, newBatch, type Purge } from './lmdb-batch.js';
 import { LmdbTables } from './lmdb-tables.js';
 import { bodyValue, inlineValue, messageKey, sharedValue, u32Key, u64Key } from './records.js';
 import { SettleQueue, type SyncMode } from './settle-queue.js';
 
 export { PURGE_CHUNK, STORE_PAGE_SIZE } from './lmdb-tables.js';
 export type { SyncMode } from './settle-queue.js';
+
+/** Longest a commit waits for the writes in flight to settle so that the store can reopen. */
+const REMAP_WAIT_MS = 100;
+/** Retry interval while the store cannot be opened again after a reopen. */
+const REOPEN_RETRY_MS = 500;
 
 import {
   ConfirmBatch,
@@ -29,54 +35,6 @@ import {
   type StoredMessage,
   scheduleCommit,
 } from './store.js';
-
-interface Batch {
-  rangeQueue: number[];
-  rangeFrom: number[];
-  rangeTo: number[];
-  enqQueue: number[];
-  enqEntry: StoredEntry[];
-  enqMsg: StoredMessage[];
-  remQueue: number[];
-  remSeq: number[];
-  /** body to delete with the entry (last reference), else 0 */
-  remBody: number[];
-  /** the entry referenced a shared body (its refs record goes too) */
-  remShared: boolean[];
-  /** the entry has a delivery-count record to delete */
-  remDeliv: boolean[];
-  confirms: ConfirmBatch;
-}
-
-function newBatch(): Batch {
-  return {
-    rangeQueue: [],
-    rangeFrom: [],
-    rangeTo: [],
-    enqQueue: [],
-    enqEntry: [],
-    enqMsg: [],
-    remQueue: [],
-    remSeq: [],
-    remBody: [],
-    remShared: [],
-    remDeliv: [],
-    confirms: new ConfirmBatch(),
-  };
-}
-
-/** A range of paged-out messages being deleted a chunk per commit (purge or delete of a deep queue). */
-interface Purge {
-  queueId: number;
-  next: number;
-  to: number;
-  /** its record in the purges db, deleted with the last chunk */
-  recordKey: Buffer;
-  /** the record is on disk (a failed first commit writes it again) */
-  recorded: boolean;
-  /** a chunk is being written: the next waits for its outcome */
-  inFlight: boolean;
-}
 
 export interface LmdbStoreOptions {
   path: string;
@@ -116,6 +74,9 @@ export class LmdbStore implements Store {
   private readonly mapLimit: number;
   /** the mapped pages grew past mapLimit: the next commit with nothing in flight reopens */
   private remapWanted = false;
+  private remapSince = 0;
+  /** a reopen is under way */
+  private remapping = false;
   /** times the store was closed and opened again to unmap its pages */
   remaps = 0;
 
@@ -244,22 +205,32 @@ export class LmdbStore implements Store {
     // writes are failing: the open batch waits for the next attempt (publishers are blocked)
     const wait = this.settler.retryIn();
     if (wait > 0) {
-      if (this.retryTimer === null) {
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          this.schedule();
-        }, wait);
-        this.retryTimer.unref();
-      }
+      this.retryAfter(wait);
       return;
     }
     if (this.remapWanted && this.remap()) return;
+    // a reopen that failed to open the store again: the batch waits, whole, for a later try
+    const closed = this.t.ensureOpen();
+    if (closed !== null) {
+      this.onError(closed);
+      this.retryAfter(REOPEN_RETRY_MS);
+      return;
+    }
     this.inCommit = true;
     try {
       this.commitBatch();
     } finally {
       this.inCommit = false;
     }
+  }
+
+  private retryAfter(ms: number): void {
+    if (this.retryTimer !== null) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.schedule();
+    }, ms);
+    this.retryTimer.unref();
   }
 
   /**
@@ -269,7 +240,7 @@ export class LmdbStore implements Store {
    * mapLimit bytes of growth since the last open, the store is reopened, which unmaps it all.
    */
   checkMapped(): void {
-    if (this.mapBase < 0 || this.remapWanted || this.closed) return;
+    if (this.mapBase < 0 || this.remapWanted || this.remapping || this.closed) return;
     const now = residentFileBytes();
     if (now < this.mapBase) this.mapBase = now;
     else if (now - this.mapBase > this.mapLimit) this.requestRemap();
@@ -278,6 +249,7 @@ export class LmdbStore implements Store {
   /** Reopens the store at the next commit with no write in flight. */
   requestRemap(): void {
     if (this.closed) return;
+    if (!this.remapWanted) this.remapSince = Date.now();
     this.remapWanted = true;
     this.schedule();
   }
@@ -285,18 +257,31 @@ export class LmdbStore implements Store {
   /**
    * Reopens the store once no write is in flight (until then the open batch waits; afterSettle
    * schedules the commit again). The close then completes before the next tick, and the batch
-   * is committed to the reopened store. Returns true: this commit is put off.
+   * is committed to the reopened store. Returns whether this commit is put off: if writes
+   * (definitions, say) keep the store busy past REMAP_WAIT_MS, the reopen is given up for now.
    */
   private remap(): boolean {
-    if (!this.settler.empty) return true;
+    if (!this.settler.empty) {
+      if (Date.now() - this.remapSince < REMAP_WAIT_MS) return true;
+      this.remapWanted = false;
+      return false;
+    }
     this.remapWanted = false;
+    this.remapping = true;
     this.t.reopen().then(
       () => {
+        this.remapping = false;
         this.remaps++;
-        this.mapBase = residentFileBytes();
+        const now = residentFileBytes();
+        if (now >= 0) this.mapBase = now;
         this.schedule();
       },
-      (e: unknown) => this.onError(e),
+      (e: unknown) => {
+        // the store stays closed: the next commit tries to open it (ensureOpen)
+        this.remapping = false;
+        this.onError(e);
+        this.schedule();
+      },
     );
     return true;
   }

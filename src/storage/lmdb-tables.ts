@@ -169,6 +169,21 @@ export class LmdbTables {
     return this.dbs.env.close().then(again, again);
   }
 
+  /**
+   * Opens the store again if a reopen left it closed (opening failed then, say for want of a
+   * file descriptor). Returns the error if it still fails: nothing may be written until it
+   * opens, or a batch would be half-issued.
+   */
+  ensureOpen(): unknown {
+    if (!this.closing) return null;
+    try {
+      this.openAgain();
+      return null;
+    } catch (e) {
+      return e;
+    }
+  }
+
   private openAgain(): void {
     this.dbs = openDbs(this.path);
     this.closing = false;

@@ -5,15 +5,18 @@
  * way finds the store open, and nothing written before or after is lost, across a restart too.
  * The unmapping itself is checked through the process's RssFile (Linux's /proc).
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Message } from '../../src/core/message.js';
 import { QueueEntry } from '../../src/core/queue.js';
 import { LmdbStore, type SyncMode } from '../../src/storage/lmdb-store.js';
 import type { ConfirmTarget } from '../../src/storage/store.js';
 
+const run = promisify(execFile);
 const dirs: string[] = [];
 const stores: LmdbStore[] = [];
 afterEach(async () => {
@@ -190,4 +193,34 @@ describe('reopening the store', () => {
     await until(() => store.remaps === 1, 'the reopen');
     expect(read - residentFile()).toBeGreaterThan(12 * 1024 * 1024);
   });
+});
+
+describe('a store that cannot be opened again', () => {
+  it('keeps the batch whole and writes it once it can', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-remap-'));
+    dirs.push(dir);
+    // a child with few file descriptors takes them all while the store reopens
+    const child = join(__dirname, 'reopen-failure.child.ts');
+    const { stdout } = await run('sh', [
+      '-c',
+      'ulimit -n 256 && exec "$0" "$@"',
+      process.execPath,
+      '--import',
+      'tsx',
+      child,
+      join(dir, 'warren.mdb'),
+    ]);
+    const r = JSON.parse(stdout.trim().split('\n').pop()!);
+    expect(r.exhausted).toBeGreaterThan(0);
+    expect(r.threw).toBe(false);
+    // nothing of the second batch was confirmed while the store was closed, and the failure
+    // was reported
+    expect(r.ackedWhileClosed).toBe(1);
+    expect(r.errorsWhileClosed).toBeGreaterThan(0);
+    // once descriptors were free again, the whole batch was written and confirmed
+    expect(r.confirmed).toBe(true);
+    expect(r.nacked).toBe(0);
+    expect(r.stored).toBe(200);
+    expect(r.inOrder).toBe(true);
+  }, 30_000);
 });
