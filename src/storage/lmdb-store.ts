@@ -19,11 +19,6 @@ import { SettleQueue, type SyncMode } from './settle-queue.js';
 export { PURGE_CHUNK, STORE_PAGE_SIZE } from './lmdb-tables.js';
 export type { SyncMode } from './settle-queue.js';
 
-/** Longest a commit waits for the writes in flight to settle so that the store can reopen. */
-const REMAP_WAIT_MS = 100;
-/** Retry interval while the store cannot be opened again after a reopen. */
-const REOPEN_RETRY_MS = 500;
-
 import {
   ConfirmBatch,
   type ConfirmTarget,
@@ -35,6 +30,11 @@ import {
   type StoredMessage,
   scheduleCommit,
 } from './store.js';
+
+/** Longest a commit waits for the writes in flight to settle so that the store can reopen. */
+const REMAP_WAIT_MS = 100;
+/** Retry interval while the store cannot be opened again after a reopen. */
+const REOPEN_RETRY_MS = 500;
 
 export interface LmdbStoreOptions {
   path: string;
@@ -242,6 +242,7 @@ export class LmdbStore implements Store {
   checkMapped(): void {
     if (this.mapBase < 0 || this.remapWanted || this.remapping || this.closed) return;
     const now = residentFileBytes();
+    if (now < 0) return; // unreadable this time (no descriptor left, say)
     if (now < this.mapBase) this.mapBase = now;
     else if (now - this.mapBase > this.mapLimit) this.requestRemap();
   }
