@@ -208,7 +208,8 @@ export class LmdbStore implements Store {
       this.retryAfter(wait);
       return;
     }
-    if (this.remapWanted && this.remap()) return;
+    // a reopen under way: the batch goes to the reopened store (its completion schedules us)
+    if (this.remapping || (this.remapWanted && this.remap())) return;
     // a reopen that failed to open the store again: the batch waits, whole, for a later try
     const closed = this.t.ensureOpen();
     if (closed !== null) {
@@ -257,9 +258,10 @@ export class LmdbStore implements Store {
 
   /**
    * Reopens the store once no write is in flight (until then the open batch waits; afterSettle
-   * schedules the commit again). The close then completes before the next tick, and the batch
-   * is committed to the reopened store. Returns whether this commit is put off: if writes
-   * (definitions, say) keep the store busy past REMAP_WAIT_MS, the reopen is given up for now.
+   * schedules the commit again). With sync always the close completes before the next tick;
+   * with sync off it may wait for the last fsync. Commits wait for it either way and go to the
+   * reopened store. Returns whether this commit is put off: if writes (definitions, say) keep
+   * the store busy past REMAP_WAIT_MS, the reopen is given up for now.
    */
   private remap(): boolean {
     if (!this.settler.empty) {

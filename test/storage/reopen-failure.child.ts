@@ -1,7 +1,7 @@
 /**
- * Run by lmdb-remap.test.ts under `ulimit -n 256`: reopens the store while every file
- * descriptor is taken, so that opening it again fails, then frees them, and prints (as JSON on
- * its last line) what the store did meanwhile. Usage: node --import tsx THIS STORE_PATH
+ * Run by lmdb-remap.test.ts under `ulimit -n 256`: takes every file descriptor while the store
+ * reopens, so that a read which has to open it at once fails, then frees them, and prints (as
+ * JSON on its last line) what the store did. Usage: node --import tsx THIS STORE_PATH
  */
 import { closeSync, openSync } from 'node:fs';
 import { Message } from '../../src/core/message.js';
@@ -59,14 +59,20 @@ enqueue(100, 100);
 store.confirmAfterCommit(target, 2);
 let threw = false;
 try {
-  store.commit(); // cannot open the store again: the batch has to wait, whole
+  store.commit(); // the reopen is under way: the batch waits for it
 } catch {
   threw = true;
 }
-// the close completes and tries to open the store again too, still without a descriptor
-await new Promise((r) => setImmediate(r));
+// a read now has to open the store at once, and there is no descriptor to do it with
+let readFailed = false;
+try {
+  store.messages(1);
+} catch {
+  readFailed = true;
+}
 const ackedWhileClosed = target.acked;
-const errorsWhileClosed = errors.length;
+// the close completes (freeing the old environment's descriptors) and the store opens again
+await new Promise((r) => setImmediate(r));
 for (const fd of fds) closeSync(fd);
 const confirmed = await until(() => target.acked >= 2);
 const seqs = store.messages(1).map((r) => r.message.body.readUInt32BE(0));
@@ -75,8 +81,9 @@ console.log(
   JSON.stringify({
     exhausted: fds.length,
     threw,
+    readFailed,
     ackedWhileClosed,
-    errorsWhileClosed,
+    errors: errors.length,
     confirmed,
     nacked: target.nacked,
     stored: seqs.length,
