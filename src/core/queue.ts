@@ -277,17 +277,17 @@ export class Queue implements Destination, Pager {
     if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg);
   }
 
+  /** Its backlog is past what memory holds and pages to and from the store. */
+  get paging(): boolean {
+    return this.ready instanceof PagedReady && this.ready.pagingOut;
+  }
+
   /**
    * At a clean stop, after every channel has requeued what it held: the store keeps the
    * delivery count of each stored entry that was delivered, so it comes back redelivered.
    * (Paged-out entries were never delivered.) Telling the store per delivery instead cost a
    * map insertion and deletion per message.
    */
-  /** Its backlog is past what memory holds and pages to and from the store. */
-  get paging(): boolean {
-    return this.ready instanceof PagedReady && this.ready.pagingOut;
-  }
-
   keepDeliveries(): void {
     const store = this.store;
     if (store === null) return;
