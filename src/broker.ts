@@ -20,6 +20,7 @@ import { LmdbStore } from './storage/lmdb-store.js';
 import { DataDirLock, DataDirLocked } from './storage/lock.js';
 import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
+import { trimBodies } from './util/body-pool.js';
 import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
@@ -202,6 +203,7 @@ export class Broker implements ConnectionContext {
     this.monitor.unref();
     this.gcTimer = setInterval(() => {
       checkExternalMemory();
+      trimBodies(this.flow.reasons.includes('memory'));
       if (this.store instanceof LmdbStore) this.store.checkMapped();
       setTightHeap(this.anyQueuePaging());
     }, 200);

@@ -54,6 +54,8 @@ export class Unacked {
     readonly queue: Queue,
     readonly entry: QueueEntry,
     readonly consumer: Consumer | null,
+    /** the connection's flush that carries the delivery (body-recycler.ts) */
+    readonly flush: number,
   ) {}
 }
 
@@ -276,7 +278,7 @@ export class Channel implements ConfirmTarget {
     if (c.noAck) {
       q.settle(entry);
     } else {
-      this.unacked.set(tag, new Unacked(tag, q, entry, c));
+      this.unacked.set(tag, new Unacked(tag, q, entry, c, this.conn.bodies.next));
       c.unacked++;
       this.unackedCount++;
     }
@@ -291,6 +293,7 @@ export class Channel implements ConfirmTarget {
       routingKey: msg.routingKey,
     });
     writeContent(out, this.number, msg, this.conn.frameMax);
+    if (c.noAck) this.conn.bodies.settled(entry, this.conn.bodies.next);
     this.conn.markDirty();
   }
 
@@ -300,7 +303,7 @@ export class Channel implements ConfirmTarget {
     entry.deliveries++;
     if (noAck) q.settle(entry);
     // basic.get deliveries are not limited by prefetch, so they are not counted against it
-    else this.unacked.set(tag, new Unacked(tag, q, entry, null));
+    else this.unacked.set(tag, new Unacked(tag, q, entry, null, this.conn.bodies.next));
     return tag;
   }
 
@@ -336,8 +339,10 @@ export class Channel implements ConfirmTarget {
         c.unacked--;
         this.unackedCount--;
       }
-      if (how === Settle.Ack) u.queue.settle(u.entry);
-      else if (how === Settle.Requeue) u.queue.requeue(u.entry);
+      if (how === Settle.Ack) {
+        u.queue.settle(u.entry);
+        this.conn.bodies.settled(u.entry, u.flush);
+      } else if (how === Settle.Requeue) u.queue.requeue(u.entry);
       else u.queue.reject(u.entry);
       if (c?.active && this.globalPrefetch === 0) c.queue.wake();
     }

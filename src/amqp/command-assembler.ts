@@ -1,10 +1,12 @@
 /**
  * Reassembles a content-bearing command (method → content header → body frames) on one
  * channel. A pure state machine: it owns one buffer per message (never a slice of a socket
- * chunk, which would pin the whole chunk) and reports when the command is complete.
+ * chunk, which would pin the whole chunk; large ones from util/body-pool.ts) and reports when
+ * the command is complete.
  */
 import { frameError, preconditionFailed, unexpectedFrame } from '../errors.js';
 import { readU64 } from '../protocol/field-table.js';
+import { takeBody } from '../util/body-pool.js';
 
 export const AssemblerState = {
   /** expecting a method frame */
@@ -68,7 +70,7 @@ export class CommandAssembler {
       this.state = AssemblerState.Method;
       return true;
     }
-    this.body = Buffer.allocUnsafe(size);
+    this.body = takeBody(size);
     this.state = AssemblerState.Body;
     return false;
   }

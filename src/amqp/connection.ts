@@ -29,6 +29,7 @@ import {
 import { Method } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
 import { readShared } from '../util/shared-read.js';
+import { BodyRecycler } from './body-recycler.js';
 import { Channel } from './channel.js';
 import { decodeArgs } from './decode-args.js';
 import { scheduleFlush } from './flush-scheduler.js';
@@ -55,6 +56,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   readonly ctx: ConnectionContext;
   readonly log: Logger;
   readonly out = new OutBuffer();
+  /** bodies of finished messages waiting for the write that carries them (body-recycler.ts) */
+  readonly bodies = new BodyRecycler();
   readonly parser: FrameParser;
   readonly peer: string;
   readonly openedAt = Date.now();
@@ -400,14 +403,13 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     const chunks = this.out.take();
     if (chunks.length === 0 || this.socket.destroyed) return;
     this.heartbeats.sent = true;
-    let ok = true;
-    if (chunks.length === 1) {
-      ok = this.socket.write(chunks[0]!);
-    } else {
-      this.socket.cork();
-      for (const c of chunks) ok = this.socket.write(c);
-      this.socket.uncork();
-    }
+    const last = chunks.length - 1;
+    if (last > 0) this.socket.cork();
+    for (let i = 0; i < last; i++) this.socket.write(chunks[i]!);
+    // the last write's callback tells the recycler this flush is out (body-recycler.ts)
+    this.bodies.started++;
+    const ok = this.socket.write(chunks[last]!, this.bodies.onWritten);
+    if (last > 0) this.socket.uncork();
     if (!ok) this.writable = false;
     else if (this.stalled) this.wakeConsumers();
   }
@@ -471,6 +473,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     const wasOpen = this.user !== null && this.vhost !== null;
     this.state = ConnState.Closed;
     this.heartbeats.stop();
+    this.bodies.drop();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     for (const ch of this.channels.values()) ch.release();

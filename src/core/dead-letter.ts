@@ -52,6 +52,7 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
   const w = new OutBuffer();
   encodeBasicProperties(w, props);
   const rk = queue.deadLetterRoutingKey ?? msg.routingKey;
+  msg.reusable = false;
   return new Message(queue.deadLetterExchange ?? '', rk, Buffer.concat(w.take()), msg.body);
 }
 

@@ -19,7 +19,13 @@ export class Message {
   readonly routingKey: string;
   /** property flags + property list, as received */
   properties: Buffer;
-  readonly body: Buffer;
+  /** replaced by an empty buffer when the body goes back to the pool (amqp/body-recycler.ts) */
+  body: Buffer;
+  /**
+   * The body came from the pool and this message is its only user so far: published into
+   * exactly one queue and not stored. Anything that shares the body clears it.
+   */
+  reusable = false;
   /** shared body record id in the store (0: none) */
   storeId = 0;
   /** durable queue entries referencing it in the store */
@@ -87,6 +93,7 @@ export class Message {
 
 /** A copy of `msg` whose headers say how often it was delivered before (quorum queues). */
 export function withDeliveryCount(msg: Message, count: number): Message {
+  msg.reusable = false;
   const props = decodeBasicProperties(msg.properties, 0, msg.properties.length);
   props.headers = { ...(props.headers ?? {}), 'x-delivery-count': count };
   const w = new OutBuffer();

@@ -170,7 +170,10 @@ export class Queue implements Destination, Pager {
       expiresAt = Date.now() + ttl;
     }
     const e = new QueueEntry(msg, this.nextSeq++, expiresAt);
-    if (this.store !== null && msg.persistent) this.store.enqueue(this.id, e, msg);
+    if (this.store !== null && msg.persistent) {
+      this.store.enqueue(this.id, e, msg);
+      msg.reusable = false;
+    }
     this.ready.push(e);
     if (this.maxLength >= 0 || this.maxBytes >= 0) this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);

@@ -11,7 +11,7 @@
  */
 
 import { residentFileBytes } from '../util/resident.js';
-import { type Batch, newBatch, type Purge } from './lmdb-batch.js';
+import { newBatch, type Purge } from './lmdb-batch.js';
 import { LmdbTables } from './lmdb-tables.js';
 import { bodyValue, inlineValue, messageKey, sharedValue, u32Key, u64Key } from './records.js';
 import { SettleQueue, type SyncMode } from './settle-queue.js';

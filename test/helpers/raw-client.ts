@@ -42,12 +42,18 @@ export function bytes(fn: (w: OutBuffer) => void): Buffer {
 export class RawClient {
   readonly socket: net.Socket;
   readonly frames: Frame[] = [];
-  /** bytes received before any frame parsing (e.g. a protocol header reply) */
-  raw = Buffer.alloc(0);
+  /** every chunk received, joined on demand (a protocol header reply, exact bytes) */
+  private chunks: Buffer[] = [];
   closed = false;
   private readonly parser: FrameParser;
   private waiters: (() => void)[] = [];
   private parseFrames = true;
+
+  /** Every byte received so far. */
+  get raw(): Buffer {
+    if (this.chunks.length !== 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
+  }
 
   private constructor(socket: net.Socket) {
     this.socket = socket;
@@ -67,7 +73,7 @@ export class RawClient {
       1 << 30,
     );
     socket.on('data', (d: Buffer) => {
-      this.raw = Buffer.concat([this.raw, d]);
+      this.chunks.push(d);
       if (this.parseFrames) this.parser.push(d);
       this.wake();
     });

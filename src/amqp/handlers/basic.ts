@@ -30,6 +30,7 @@ import {
   propertyListEnd,
 } from '../../protocol/generated/properties.js';
 import { OutBuffer } from '../../protocol/out-buffer.js';
+import { POOL_MIN } from '../../util/body-pool.js';
 import { type Channel, Settle, type Unacked } from '../channel.js';
 import { Consumer } from '../consumer.js';
 import { writeContent } from '../content-writer.js';
@@ -51,6 +52,8 @@ export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body
     throw frameError('content header properties do not match their flags');
   }
   const msg = new Message(a.exchange, a.routingKey, props, body);
+  // the assembler's body is this message's alone; a large one may go back to the pool
+  msg.reusable = body.length >= POOL_MIN;
   const flags = props.readUInt16BE(0);
   if (flags & PropertyFlag.REPLY_TO) rewriteReplyTo(ch, msg);
   if (flags & PropertyFlag.USER_ID) {
@@ -115,6 +118,7 @@ function expirationError(e: string): string | null {
 /** Enqueues a routed message, or returns it to the publisher when mandatory and unroutable. */
 export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queues: readonly Queue[]): void {
   const n = queues.length;
+  if (n !== 1) msg.reusable = false;
   if (n === 0) {
     if (a.mandatory) {
       const out = ch.conn.out;
@@ -247,6 +251,7 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
     const msg =
       q.countsDeliveries && redelivered ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
     writeContent(out, ch.number, msg, ch.conn.frameMax);
+    if (a.noAck) ch.conn.bodies.settled(entry, ch.conn.bodies.next);
   }
   ch.conn.markDirty();
 }
