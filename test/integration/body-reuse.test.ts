@@ -6,7 +6,7 @@
  * that acknowledges deliveries the broker is still writing to its socket.
  */
 import type { Socket } from 'node:net';
-import type { AMQPMessage } from '@cloudamqp/amqp-client';
+import type { AMQPChannel, AMQPMessage } from '@cloudamqp/amqp-client';
 import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker.js';
@@ -44,6 +44,32 @@ function queueOf(broker: Broker, name: string) {
   const q = broker.vhosts.get('/')!.queues.get(name);
   if (q === undefined) throw new Error(`no queue ${name}`);
   return q;
+}
+
+const SIZE = 262_144;
+
+/**
+ * Publishes SIZE-byte bodies (salt 7, in order) to `queue`, one delivered at a time, until the
+ * broker's connection to the consumer at local port `port` stops accepting writes: the client
+ * does not read, so the last deliveries are still queued on the broker's side of the socket.
+ * Returns how many were published.
+ */
+async function publishUntilBackedUp(
+  broker: Broker,
+  pch: AMQPChannel,
+  queue: string,
+  port: number,
+): Promise<number> {
+  const q = queueOf(broker, queue);
+  const conn = [...broker.connections].find((c) => c.peer.endsWith(`:${port}`))!;
+  let i = 0;
+  while (conn.writable) {
+    await pch.basicPublish('', queue, body(7, i, SIZE), { messageId: `7:${i}:${SIZE}` });
+    i++;
+    await waitFor(() => q.messageCount === 0 || !conn.writable, 'the delivery');
+    if (i > 400) throw new Error('the consumer socket never backed up');
+  }
+  return i;
 }
 
 describe('recycled body buffers', () => {
@@ -173,16 +199,8 @@ describe('recycled body buffers', () => {
 
       const pub = await connectAmqpClient(broker.url);
       const pch = await pub.client.channel();
-      const SIZE = 262_144;
       const q = queueOf(broker, 'slow');
-      const conn = [...broker.connections].find((c) => c.peer.endsWith(`:${stream.localPort}`))!;
-      let i = 0;
-      while (conn.writable) {
-        await pch.basicPublish('', 'slow', body(7, i, SIZE), { messageId: `7:${i}:${SIZE}` });
-        i++;
-        await waitFor(() => q.messageCount === 0 || !conn.writable, 'the delivery');
-        if (i > 400) throw new Error('the consumer socket never backed up');
-      }
+      await publishUntilBackedUp(broker, pch, 'slow', stream.localPort!);
       // deliveries stop while the socket is backed up; the last ones are still being written
       const delivered = q.unacked;
       const waiting = q.messageCount;
@@ -231,16 +249,8 @@ describe('recycled body buffers', () => {
       );
       await a.expectMethod(Method.BASIC_CONSUME_OK);
       a.socket.pause();
-      const SIZE = 262_144;
       const q = queueOf(broker, 'moved');
-      const conn = [...broker.connections].find((c) => c.peer.endsWith(`:${a.socket.localPort}`))!;
-      let i = 0;
-      while (conn.writable) {
-        await pch.basicPublish('', 'moved', body(7, i, SIZE), { messageId: `7:${i}:${SIZE}` });
-        i++;
-        await waitFor(() => q.messageCount === 0 || !conn.writable, 'the delivery');
-        if (i > 400) throw new Error('the consumer socket never backed up');
-      }
+      const i = await publishUntilBackedUp(broker, pch, 'moved', a.socket.localPort!);
       const delivered = q.unacked;
       expect(delivered).toBeGreaterThan(0);
       // closing the channel requeues them; the bytes already queued for the socket stay queued
