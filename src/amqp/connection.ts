@@ -256,6 +256,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
       return;
     }
     if (!(e instanceof AmqpError)) {
+      this.out.abandonFrame();
       this.log.error({ err: e }, 'internal error; closing the connection with 541');
       this.closeWithError(internalError('internal error'), classId, methodId, false);
       return;

@@ -18,14 +18,23 @@ let spare: Deliverable[] = [];
 function runDeliveries(): void {
   const list = dirty;
   dirty = spare;
-  for (let i = 0; i < list.length; i++) {
-    const q = list[i]!;
-    q.scheduled = false;
-    if (q.deleted) continue;
-    if (q.deliverPass()) scheduleDelivery(q);
+  let i = 0;
+  try {
+    for (; i < list.length; i++) {
+      const q = list[i]!;
+      q.scheduled = false;
+      if (q.deleted) continue;
+      if (q.deliverPass()) scheduleDelivery(q);
+    }
+  } finally {
+    // a pass that threw (a bug, reported by the tick) must not strand the queues after it
+    for (i++; i < list.length; i++) {
+      list[i]!.scheduled = false;
+      scheduleDelivery(list[i]!);
+    }
+    list.length = 0;
+    spare = list;
   }
-  list.length = 0;
-  spare = list;
 }
 
 setPhase(Phase.Deliver, runDeliveries);

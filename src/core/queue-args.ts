@@ -186,11 +186,21 @@ const str =
       ? null
       : `invalid type '${typeName(v, wire)}' for arg '${arg}'`;
 
+/** A string that must fit an AMQP shortstr: it becomes a routing key on the wire. */
+const shortstr =
+  (arg: string): Rule =>
+  (v, wire) => {
+    const bad = str(arg)(v, wire);
+    if (bad) return bad;
+    const n = Buffer.byteLength(v as string | Buffer);
+    return n > 255 ? `"a routing key of ${n} bytes is longer than 255"` : null;
+  };
+
 const RULES: [string, Rule][] = [
   ['x-expires', integer('positive')],
   ['x-message-ttl', integer('zero')],
   ['x-dead-letter-exchange', str('x-dead-letter-exchange')],
-  ['x-dead-letter-routing-key', str('x-dead-letter-routing-key')],
+  ['x-dead-letter-routing-key', shortstr('x-dead-letter-routing-key')],
   ['x-max-length', integer('zero')],
   ['x-max-length-bytes', integer('zero')],
   ['x-max-priority', integer('zero', 255)],

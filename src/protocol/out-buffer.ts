@@ -20,6 +20,8 @@ export class OutBuffer {
   private chunks: Buffer[] = [];
   /** Bytes written since the last take(), including external chunks. */
   pending = 0;
+  /** Start of a frame begun and not yet ended; -1 between frames. */
+  private frameAt = -1;
 
   constructor() {
     this.buf = Buffer.allocUnsafe(SLAB);
@@ -67,6 +69,7 @@ export class OutBuffer {
   beginFrame(type: number, channel: number, sizeHint = 256): number {
     this.roomForFrame(sizeHint + 8);
     const at = this.pos;
+    this.frameAt = at;
     const b = this.buf;
     b[at] = type;
     b[at + 1] = channel >>> 8;
@@ -77,9 +80,17 @@ export class OutBuffer {
 
   /** Backpatches the size of the frame begun at `at` and appends the frame-end octet. */
   endFrame(at: number): void {
+    this.frameAt = -1;
     this.buf.writeUInt32BE(this.pos - at - 7, at + 3);
     this.ensure(1);
     this.buf[this.pos++] = FRAME_END;
+  }
+
+  /** Drops a frame an encoder began and then threw in, so what goes out stays well-formed. */
+  abandonFrame(): void {
+    if (this.frameAt < 0) return;
+    this.pos = this.frameAt;
+    this.frameAt = -1;
   }
 
   /** Appends a whole body frame, copying small payloads and chaining large ones. */

@@ -531,6 +531,31 @@ describe('queue.declare', () => {
       expect(errors).toHaveLength(1);
     });
   });
+
+  // RabbitMQ accepts it, then closes every connection it would deliver the dead letter to (541):
+  // a routing key longer than 255 bytes cannot be sent in basic.deliver or basic.get-ok
+  it('refuses an x-dead-letter-routing-key longer than a routing key can be with 406', async () => {
+    await withBroker(async (broker) => {
+      const { client, errors } = await connectAmqpClient(broker.url);
+      const dlx = { 'x-dead-letter-exchange': 'amq.topic' };
+      expect(
+        await amqpClientRefusal(client, (ch) =>
+          ch.queueDeclare('long', {}, { ...dlx, 'x-dead-letter-routing-key': 'k'.repeat(256) }),
+        ),
+      ).toBe(
+        `PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue 'long' in vhost '/': "a routing key of 256 bytes is longer than 255" (406)`,
+      );
+      const ch = await client.channel();
+      await ch.queueDeclare('fits', {}, { ...dlx, 'x-dead-letter-routing-key': 'k'.repeat(255) });
+      await ch.queueDeclare('dead', {});
+      await ch.queueBind('dead', 'amq.topic', '#');
+      await ch.basicPublish('', 'fits', 'x', { expiration: '0' });
+      const m = await ch.basicGet('dead', { noAck: true });
+      expect(m?.routingKey).toBe('k'.repeat(255));
+      await client.close();
+      expect(errors).toHaveLength(1);
+    });
+  });
 });
 
 // ------------------------------------------------------------------ exclusive queues

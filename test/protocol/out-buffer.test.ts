@@ -98,6 +98,22 @@ describe('OutBuffer frames', () => {
     expect(all(w).equals(expected)).toBe(true);
   });
 
+  it('a frame an encoder threw in is dropped whole; frames before it stay', () => {
+    const w = new OutBuffer();
+    w.endFrame(w.beginFrame(8, 0));
+    const at = w.beginFrame(1, 1);
+    w.u32(0x003c003c);
+    expect(() => w.shortstr('k'.repeat(300))).toThrow(RangeError);
+    w.abandonFrame();
+    // nothing open now: a second call changes nothing
+    w.abandonFrame();
+    w.endFrame(w.beginFrame(8, 0));
+    void at;
+    expect(
+      all(w).equals(Buffer.concat([rawFrame(8, 0, Buffer.alloc(0)), rawFrame(8, 0, Buffer.alloc(0))])),
+    ).toBe(true);
+  });
+
   it('channel numbers use both octets', () => {
     const w = new OutBuffer();
     w.endFrame(w.beginFrame(1, 0xabcd));
