@@ -282,8 +282,7 @@ export class Channel implements ConfirmTarget {
       c.unacked++;
       this.unackedCount++;
     }
-    const msg =
-      q.countsDeliveries && redelivered ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
+    const msg = q.countsDeliveries ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
     const out = this.conn.out;
     encodeBasicDeliver(out, this.number, {
       consumerTag: c.tag,

@@ -33,6 +33,51 @@ const COMPARED = [
 
 export const QUEUE_TYPES = ['classic', 'quorum', 'stream'];
 
+/**
+ * Arguments another queue type knows that this one refuses with 406 (RabbitMQ 3.10.8, probed:
+ * "invalid arg 'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue").
+ */
+const UNSUPPORTED: Record<string, string[]> = {
+  classic: [
+    'x-delivery-limit',
+    'x-quorum-initial-group-size',
+    'x-max-age',
+    'x-stream-max-segment-size-bytes',
+    'x-initial-cluster-size',
+    'x-max-in-memory-length',
+    'x-max-in-memory-bytes',
+    'x-queue-leader-locator',
+    'x-dead-letter-strategy',
+  ],
+  quorum: [
+    'x-max-age',
+    'x-stream-max-segment-size-bytes',
+    'x-initial-cluster-size',
+    'x-queue-master-locator',
+    'x-queue-mode',
+    'x-queue-version',
+    'x-max-priority',
+  ],
+  stream: [
+    'x-delivery-limit',
+    'x-quorum-initial-group-size',
+    'x-max-in-memory-length',
+    'x-max-in-memory-bytes',
+    'x-queue-master-locator',
+    'x-queue-mode',
+    'x-queue-version',
+    'x-message-ttl',
+    'x-expires',
+    'x-max-length',
+    'x-overflow',
+    'x-single-active-consumer',
+    'x-dead-letter-exchange',
+    'x-dead-letter-routing-key',
+    'x-dead-letter-strategy',
+    'x-max-priority',
+  ],
+};
+
 /** The queue type an arguments table asks for ('classic' when absent). */
 export function queueType(args: FieldTable): string {
   const t = args['x-queue-type'];
@@ -145,14 +190,14 @@ export function validateQueueArgs(
     if (d.exclusive) return `invalid property 'exclusive-owner' for ${queue}`;
     if (!d.durable) return `invalid property 'non-durable' for ${queue}`;
     if (d.autoDelete) return `invalid property 'auto-delete' for ${queue}`;
-    if (args['x-max-priority'] !== undefined) {
-      return `invalid arg 'x-max-priority' for ${queue} of queue type rabbit_${type}_queue`;
-    }
+  }
+  for (const k of UNSUPPORTED[type]!) {
+    if (args[k] !== undefined) return `invalid arg '${k}' for ${queue} of queue type rabbit_${type}_queue`;
   }
   for (const [k, rule] of RULES) {
     const v = args[k];
     if (v === undefined) continue;
-    const bad = rule(v, wireTypeOf(args, k));
+    const bad = rule(v, wireTypeOf(args, k), args);
     if (bad)
       return bad.startsWith('invalid type')
         ? `${bad} in ${queue}`
@@ -161,7 +206,7 @@ export function validateQueueArgs(
   return null;
 }
 
-type Rule = (v: FieldValue, wire?: FieldType) => string | null;
+type Rule = (v: FieldValue, wire: FieldType | undefined, args: FieldTable) => string | null;
 
 const integer =
   (min: 'zero' | 'positive', max?: number): Rule =>
@@ -186,12 +231,13 @@ const str =
       ? null
       : `invalid type '${typeName(v, wire)}' for arg '${arg}'`;
 
-/** A string that must fit an AMQP shortstr: it becomes a routing key on the wire. */
-const shortstr =
+/** The dead-letter routing key: a string that fits an AMQP shortstr, with a DLX to go with it. */
+const deadLetterKey =
   (arg: string): Rule =>
-  (v, wire) => {
-    const bad = str(arg)(v, wire);
+  (v, wire, args) => {
+    const bad = str(arg)(v, wire, args);
     if (bad) return bad;
+    if (args['x-dead-letter-exchange'] === undefined) return 'routing_key_but_no_dlx_defined';
     const n = Buffer.byteLength(v as string | Buffer);
     return n > 255 ? `"a routing key of ${n} bytes is longer than 255"` : null;
   };
@@ -200,7 +246,7 @@ const RULES: [string, Rule][] = [
   ['x-expires', integer('positive')],
   ['x-message-ttl', integer('zero')],
   ['x-dead-letter-exchange', str('x-dead-letter-exchange')],
-  ['x-dead-letter-routing-key', shortstr('x-dead-letter-routing-key')],
+  ['x-dead-letter-routing-key', deadLetterKey('x-dead-letter-routing-key')],
   ['x-max-length', integer('zero')],
   ['x-max-length-bytes', integer('zero')],
   ['x-max-priority', integer('zero', 255)],

@@ -46,7 +46,7 @@ export interface QueueConsumer extends CongestibleConsumer {
   cancelledByQueue(): void;
 }
 
-export type DeathReason = 'expired' | 'maxlen' | 'rejected';
+export type DeathReason = 'expired' | 'maxlen' | 'rejected' | 'delivery_limit';
 
 /** Where a queue sends its dead messages (the vhost). */
 export interface DeadLetterSink {
@@ -101,6 +101,8 @@ export class Queue implements Destination, Pager {
   readonly deadLetterRoutingKey: string | undefined;
   /** quorum queues tell consumers how often a message was delivered (x-delivery-count) */
   readonly countsDeliveries: boolean;
+  /** quorum x-delivery-limit: a message returned more often is dead-lettered; -1 = none */
+  private readonly deliveryLimit: number;
   /** x-single-active-consumer: one consumer at a time gets messages; the others wait their turn */
   private readonly singleActive: boolean;
   private expiryTimer: NodeJS.Timeout | null = null;
@@ -128,6 +130,7 @@ export class Queue implements Destination, Pager {
     this.deadLetterExchange = str('x-dead-letter-exchange');
     this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
     this.countsDeliveries = args['x-queue-type'] === 'quorum';
+    this.deliveryLimit = this.countsDeliveries ? num('x-delivery-limit') : -1;
     this.singleActive = args['x-single-active-consumer'] === true;
     const maxPriority = num('x-max-priority');
     this.ready = maxPriority > 0 ? new PriorityReady(Math.min(maxPriority, 255)) : new FifoReady();
@@ -262,6 +265,12 @@ export class Queue implements Destination, Pager {
     this.unacked--;
     if (this.deleted) {
       this.forget(entry);
+      return;
+    }
+    // delivered once more than the limit allows: a poison message leaves (RabbitMQ quorum queues)
+    if (this.deliveryLimit >= 0 && entry.deliveries > this.deliveryLimit) {
+      this.forget(entry);
+      this.dead(entry.msg, 'delivery_limit');
       return;
     }
     this.ready.requeue(entry);

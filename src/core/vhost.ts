@@ -224,7 +224,8 @@ export class VHost {
     if (name.startsWith('amq.') && d.name !== '') {
       throw accessRefused(`queue name '${name}' contains reserved prefix 'amq.*'`);
     }
-    const invalid = validateQueueArgs(d, this.q(name));
+    // a queue recovered from the store was valid when declared; later, stricter checks must not drop it
+    const invalid = recoveredId === 0 ? validateQueueArgs(d, this.q(name)) : null;
     if (invalid) throw preconditionFailed(invalid);
     const q = new Queue(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
     q.deadLetters = this;

@@ -1,4 +1,4 @@
-import { AMQPClient, type AMQPError } from '@cloudamqp/amqp-client';
+import { type AMQPChannel, AMQPClient, type AMQPError } from '@cloudamqp/amqp-client';
 import amqplib from 'amqplib';
 import { expect } from 'vitest';
 
@@ -27,4 +27,25 @@ export async function amqpClientStillWorks(client: AMQPClient): Promise<void> {
   const msg = await ch.basicGet(name, { noAck: true });
   expect(msg?.bodyString()).toBe('still here');
   await ch.close();
+}
+
+/**
+ * Runs `op` on a fresh amqp-client channel, expects the broker to close that channel and
+ * returns "<reply text> (<reply code>)" from the close.
+ */
+export async function amqpClientRefusal(
+  client: AMQPClient,
+  op: (ch: AMQPChannel) => Promise<unknown>,
+): Promise<string> {
+  const ch = await client.channel();
+  const err = await op(ch).then(
+    (r) => {
+      throw new Error(`expected a channel error, got ${JSON.stringify(r)}`);
+    },
+    (e: Error) => e,
+  );
+  expect(ch.closed).toBe(true);
+  const m = /^channel \d+ closed: (.*)$/s.exec(err.message);
+  if (!m) throw err;
+  return m[1]!;
 }

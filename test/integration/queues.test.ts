@@ -11,7 +11,12 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { amqpClientStillWorks, connectAmqpClient, connectAmqplib } from '../helpers/refusals.js';
+import {
+  amqpClientRefusal,
+  amqpClientStillWorks,
+  connectAmqpClient,
+  connectAmqplib,
+} from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LOCKED = (q: string): string =>
@@ -27,27 +32,6 @@ async function amqplibChannel(
   const errors: Error[] = [];
   ch.on('error', (e: Error) => errors.push(e));
   return { ch, errors };
-}
-
-/**
- * Runs `op` on a fresh amqp-client channel, expects the broker to close that channel and
- * returns "<reply text> (<reply code>)" from the close.
- */
-async function amqpClientRefusal(
-  client: AMQPClient,
-  op: (ch: AMQPChannel) => Promise<unknown>,
-): Promise<string> {
-  const ch = await client.channel();
-  const err = await op(ch).then(
-    (r) => {
-      throw new Error(`expected a channel error, got ${JSON.stringify(r)}`);
-    },
-    (e: Error) => e,
-  );
-  expect(ch.closed).toBe(true);
-  const m = /^channel \d+ closed: (.*)$/s.exec(err.message);
-  if (!m) throw err;
-  return m[1]!;
 }
 
 /**

@@ -248,8 +248,7 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
       routingKey: entry.msg.routingKey,
       messageCount: q.messageCount,
     });
-    const msg =
-      q.countsDeliveries && redelivered ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
+    const msg = q.countsDeliveries ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
     writeContent(out, ch.number, msg, ch.conn.frameMax);
     if (a.noAck) ch.conn.bodies.settled(entry, ch.conn.bodies.next);
   }

@@ -1,0 +1,163 @@
+/**
+ * Quorum queues as RabbitMQ 3.10 clients see them: every delivery carries x-delivery-count (0
+ * the first time), x-delivery-limit dead-letters (or drops) a message returned more often than
+ * the limit, and each queue type refuses the arguments only other types take. Expected values
+ * were checked against RabbitMQ 3.10.8 with the same client calls.
+ */
+import type { AMQPMessage } from '@cloudamqp/amqp-client';
+import { describe, expect, it } from 'vitest';
+import { withBroker } from '../helpers/broker.js';
+import { amqpClientRefusal, connectAmqpClient } from '../helpers/refusals.js';
+import { waitFor } from '../helpers/wait.js';
+
+const QUORUM = { 'x-queue-type': 'quorum' };
+
+function deliveryCount(m: AMQPMessage | null): unknown {
+  return m?.properties.headers?.['x-delivery-count'];
+}
+
+describe('quorum queues', () => {
+  it('every delivery carries x-delivery-count, from 0, next to the headers the publisher set', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qq', { durable: true }, QUORUM);
+      await ch.queueDeclare('classic', { durable: true });
+      await ch.basicPublish('', 'qq', 'm', { headers: { h: 1 } });
+      await ch.basicPublish('', 'classic', 'c');
+      const counts: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await ch.basicGet('qq', { noAck: false });
+        counts.push(deliveryCount(m));
+        expect(m?.properties.headers?.['h']).toBe(1);
+        expect(m?.redelivered).toBe(i > 0);
+        await m!.nack(true);
+      }
+      expect(counts).toEqual([0, 1, 2]);
+      // consumers see the same count, 0 for a message not delivered before
+      await ch.basicPublish('', 'qq', 'n');
+      const seen: unknown[] = [];
+      await ch.basicConsume('qq', { noAck: false }, (m) => {
+        seen.push(deliveryCount(m));
+        void m.ack();
+      });
+      await waitFor(() => seen.length === 2, 'the consumer deliveries');
+      expect(seen).toEqual([3, 0]);
+      // classic queues add nothing
+      const c = await ch.basicGet('classic', { noAck: true });
+      expect(c?.properties.headers).toBeUndefined();
+      await client.close();
+    });
+  });
+
+  it('x-delivery-limit dead-letters a message returned more often than the limit, however it came back', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('dlq', { durable: true });
+      await ch.queueDeclare(
+        'qq',
+        { durable: true },
+        {
+          ...QUORUM,
+          'x-delivery-limit': 2,
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': 'dlq',
+        },
+      );
+      // returned by nack(requeue)
+      await ch.basicPublish('', 'qq', 'poison', { headers: { a: 1 } });
+      const counts: unknown[] = [];
+      for (;;) {
+        const m = await ch.basicGet('qq', { noAck: false });
+        if (m === null) break;
+        counts.push(deliveryCount(m));
+        await m.nack(true);
+      }
+      expect(counts).toEqual([0, 1, 2]);
+      const dead = await ch.basicGet('dlq', { noAck: true });
+      expect(dead?.bodyString()).toBe('poison');
+      const h = dead!.properties.headers!;
+      expect(h['a']).toBe(1);
+      expect(h['x-delivery-count']).toBeUndefined();
+      expect(h['x-first-death-reason']).toBe('delivery_limit');
+      const death = (h['x-death'] as Record<string, unknown>[])[0]!;
+      expect(death['reason']).toBe('delivery_limit');
+      expect(death['queue']).toBe('qq');
+      expect(death['count']).toBe(1);
+
+      // returned by closing the channel that held it
+      await ch.basicPublish('', 'qq', 'held');
+      const held: unknown[] = [];
+      for (;;) {
+        const other = await client.channel();
+        const m = await other.basicGet('qq', { noAck: false });
+        if (m === null) break;
+        held.push(deliveryCount(m));
+        await other.close();
+      }
+      expect(held).toEqual([0, 1, 2]);
+      expect((await ch.basicGet('dlq', { noAck: true }))?.bodyString()).toBe('held');
+
+      // without a dead-letter exchange the message is dropped
+      await ch.queueDeclare('qq0', { durable: true }, { ...QUORUM, 'x-delivery-limit': 0 });
+      await ch.basicPublish('', 'qq0', 'once');
+      const once = await ch.basicGet('qq0', { noAck: false });
+      expect(deliveryCount(once)).toBe(0);
+      await once!.nack(true);
+      expect(await ch.basicGet('qq0', { noAck: false })).toBeNull();
+      expect((await ch.queueDeclare('qq0', { passive: true })).messageCount).toBe(0);
+      await client.close();
+    });
+  });
+
+  it("refuses another queue type's arguments with 406, as RabbitMQ 3.10 does", async () => {
+    await withBroker(async (broker) => {
+      const { client, errors } = await connectAmqpClient(broker.url);
+      const cases: [string, Record<string, unknown>, string][] = [
+        [
+          'c1',
+          { 'x-delivery-limit': 3 },
+          "invalid arg 'x-delivery-limit' for queue 'c1' in vhost '/' of queue type rabbit_classic_queue",
+        ],
+        [
+          'c2',
+          { 'x-max-age': '1D' },
+          "invalid arg 'x-max-age' for queue 'c2' in vhost '/' of queue type rabbit_classic_queue",
+        ],
+        [
+          'q1',
+          { ...QUORUM, 'x-queue-mode': 'lazy' },
+          "invalid arg 'x-queue-mode' for queue 'q1' in vhost '/' of queue type rabbit_quorum_queue",
+        ],
+        [
+          'q2',
+          { ...QUORUM, 'x-max-priority': 5 },
+          "invalid arg 'x-max-priority' for queue 'q2' in vhost '/' of queue type rabbit_quorum_queue",
+        ],
+        [
+          's1',
+          { 'x-queue-type': 'stream', 'x-message-ttl': 1000 },
+          "invalid arg 'x-message-ttl' for queue 's1' in vhost '/' of queue type rabbit_stream_queue",
+        ],
+        [
+          'd1',
+          { 'x-dead-letter-routing-key': 'k' },
+          "invalid arg 'x-dead-letter-routing-key' for queue 'd1' in vhost '/': routing_key_but_no_dlx_defined",
+        ],
+      ];
+      for (const [name, args, text] of cases) {
+        expect(await amqpClientRefusal(client, (ch) => ch.queueDeclare(name, { durable: true }, args))).toBe(
+          `PRECONDITION_FAILED - ${text} (406)`,
+        );
+      }
+      // what each type does take
+      const ch = await client.channel();
+      await ch.queueDeclare('q3', { durable: true }, { ...QUORUM, 'x-delivery-limit': 3, 'x-max-length': 5 });
+      await ch.queueDeclare('s2', { durable: true }, { 'x-queue-type': 'stream', 'x-max-age': '1D' });
+      await ch.queueDeclare('c3', { durable: true }, { 'x-queue-mode': 'lazy', 'x-max-priority': 5 });
+      await client.close();
+      expect(errors).toHaveLength(cases.length);
+    });
+  });
+});
