@@ -21,6 +21,7 @@ import {
   encodeBasicDeliver,
   encodeBasicNack,
   encodeChannelClose,
+  encodeChannelCloseOk,
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
@@ -77,8 +78,6 @@ export class Channel implements ConfirmTarget {
   readonly number: number;
   readonly vhost: VHost;
   state: ChannelState = ChannelState.Open;
-  /** channel.flow: false while the client asked us to stop sending content. */
-  flowActive = true;
   readonly assembler = new CommandAssembler();
 
   // consuming
@@ -118,10 +117,7 @@ export class Channel implements ConfirmTarget {
 
   onFrame(type: number, buf: Buffer, off: number, len: number, id: number): void {
     if (this.state === ChannelState.Closing) {
-      // only close-ok (or a crossing close) is looked at while closing
-      if (type === 1 && (id === Method.CHANNEL_CLOSE_OK || id === Method.CHANNEL_CLOSE)) {
-        this.finishClose(id === Method.CHANNEL_CLOSE);
-      }
+      if (type === 1) this.whileClosing(id);
       return;
     }
     const asm = this.assembler;
@@ -443,10 +439,21 @@ export class Channel implements ConfirmTarget {
     this.conn.markDirty();
   }
 
-  /** close-ok arrived for our channel.close (or the client's close crossed ours). */
-  private finishClose(replyCloseOk: boolean): void {
-    if (replyCloseOk) channelClose(this, null);
-    else this.closed();
+  /**
+   * A method after our channel.close, as RabbitMQ's channel treats it: close-ok frees the number;
+   * a crossing channel.close is answered with close-ok and the channel still waits for close-ok
+   * (clients such as amqp091-go send both); channel.open is a second open (504); the rest is
+   * discarded.
+   */
+  private whileClosing(id: number): void {
+    if (id === Method.CHANNEL_CLOSE_OK) {
+      this.closed();
+    } else if (id === Method.CHANNEL_CLOSE) {
+      encodeChannelCloseOk(this.conn.out, this.number, {});
+      this.conn.markDirty();
+    } else if (id === Method.CHANNEL_OPEN) {
+      channelOpenAgain(this);
+    }
   }
 
   /** The channel is gone: its number may be reused. */

@@ -219,13 +219,21 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     else connectionMethod(this, id, args);
   }
 
-  /** Client-initiated close: confirm, and end the socket once close-ok is written. */
+  /**
+   * Client-initiated close: release all (exclusive queues go now), confirm, and leave the socket
+   * for the client to close, as RabbitMQ does: an EOF from us can beat the client's own shutdown
+   * (amqp091-go reports it as a 501 to every waiting caller). Cut off after the timeout.
+   */
   closedByClient(): void {
     this.closeReason = 'client closed the connection';
+    this.parser.stopped = true;
+    this.heartbeats.stop();
+    this.releaseAll();
     encodeConnectionCloseOk(this.out, 0, {});
     this.flush();
     this.state = ConnState.Closed;
-    this.endSocket();
+    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_OK_TIMEOUT);
+    this.closeTimer.unref();
   }
 
   /** After we sent connection.close: only close-ok (or a crossing close) matters. */
@@ -293,8 +301,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   sendClose(code: number, text: string, classId: number, methodId: number): void {
     if (this.state === ConnState.Closing || this.state === ConnState.Closed) return;
     this.closeReason = text;
-    for (const ch of this.channels.values()) ch.release();
-    this.channels.clear();
+    this.releaseAll();
     encodeConnectionClose(this.out, 0, { replyCode: code, replyText: text, classId, methodId });
     this.flush();
     this.state = ConnState.Closing;
@@ -304,6 +311,13 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   }
 
   // ---------------------------------------------------------------- channels
+
+  /** Channels give back what they hold and exclusive queues go; safe to repeat. */
+  private releaseAll(): void {
+    for (const ch of this.channels.values()) ch.release();
+    this.channels.clear();
+    this.vhost?.connectionClosed(this.id);
+  }
 
   /** Called by a channel once it is fully closed (close-ok sent or received). */
   channelClosed(n: number): void {
@@ -437,18 +451,6 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.handshakeTimer = null;
     this.state = ConnState.Open;
     this.heartbeats.start(this.heartbeat, this);
-    const cp = this.clientProperties;
-    this.log.info(
-      {
-        user: this.user?.name,
-        vhost: this.vhost?.name,
-        client: typeof cp['product'] === 'string' ? cp['product'] : undefined,
-        frameMax: this.frameMax,
-        channelMax: this.channelMax,
-        heartbeat: this.heartbeat,
-      },
-      'connection opened',
-    );
   }
 
   /** Server-initiated close (e.g. shutdown): connection.close, then wait for close-ok. */
@@ -477,9 +479,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     this.bodies.drop();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
-    for (const ch of this.channels.values()) ch.release();
-    this.channels.clear();
-    this.vhost?.connectionClosed(this.id);
+    this.releaseAll();
     if (wasOpen) {
       this.log.info(
         {

@@ -38,7 +38,7 @@ export class Consumer implements QueueConsumer {
 
   canTake(): boolean {
     const ch = this.channel;
-    if (!this.active || !ch.flowActive || !ch.conn.canWrite()) return false;
+    if (!this.active || !ch.conn.canWrite()) return false;
     // a channel at its global limit holds back no-ack consumers too, as RabbitMQ's limiter does
     if (ch.globalPrefetch !== 0 && ch.unackedCount >= ch.globalPrefetch) return false;
     return this.noAck || this.prefetch === 0 || this.unacked < this.prefetch;

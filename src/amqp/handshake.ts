@@ -176,4 +176,16 @@ function open(c: Connection, a: ConnectionOpen): void {
   encodeConnectionOpenOk(c.out, 0, {});
   c.markDirty();
   c.opened();
+  const cp = c.clientProperties;
+  c.log.info(
+    {
+      user: c.user?.name,
+      vhost: vhost.name,
+      client: typeof cp['product'] === 'string' ? cp['product'] : undefined,
+      frameMax: c.frameMax,
+      channelMax: c.channelMax,
+      heartbeat: c.heartbeat,
+    },
+    'connection opened',
+  );
 }

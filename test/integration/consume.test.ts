@@ -754,36 +754,29 @@ describe('consumers sharing a queue', () => {
 // ------------------------------------------------------------------ flow and backpressure
 
 describe('flow control', () => {
-  it('channel.flow active=false stops deliveries to the channel until active=true', async () => {
+  it('channel.flow active=true is acknowledged; active=false closes the connection with 540, as RabbitMQ', async () => {
     await withBroker(async (broker) => {
       const { client, errors } = await connectClient(broker.url);
       const setup = await client.channel();
       await declare(setup, 'q');
-      const stopped = await client.channel();
-      const onStopped: AMQPMessage[] = [];
-      await stopped.basicConsume('q', { noAck: false }, (m) => {
-        onStopped.push(m);
+      const ch = await client.channel();
+      const got: AMQPMessage[] = [];
+      await ch.basicConsume('q', { noAck: true }, (m) => {
+        got.push(m);
       });
-      expect(await stopped.basicFlow(false)).toBe(false);
-      // every message goes to the other consumer while the flow is off
-      const running = await client.channel();
-      const onRunning: AMQPMessage[] = [];
-      const rc = await running.basicConsume('q', { noAck: true }, (m) => {
-        onRunning.push(m);
-      });
-      await publish(client, 'q', bodies(20));
-      await waitFor(() => onRunning.length === 20, 'all messages on the running channel');
-      expect(await readyCount(client, 'q')).toBe(0);
-      expect(onStopped).toHaveLength(0);
-      // alone, the stopped consumer leaves messages in the queue
-      await rc.cancel();
-      await publish(client, 'q', bodies(5, 'late'));
-      expect(await readyCount(client, 'q')).toBe(5);
-      expect(onStopped).toHaveLength(0);
-      // flow on again: they arrive
-      expect(await stopped.basicFlow(true)).toBe(true);
-      await waitFor(() => onStopped.length === 5, 'the five messages after flow on');
-      expect(texts(onStopped)).toEqual(bodies(5, 'late'));
+      expect(await ch.basicFlow(true)).toBe(true);
+      await publish(client, 'q', bodies(3));
+      await waitFor(() => got.length === 3, 'deliveries with flow on');
+      expect(texts(got)).toEqual(bodies(3));
+
+      const refused = await connectClient(broker.url);
+      const rch = await refused.client.channel();
+      await expect(rch.basicFlow(false)).rejects.toThrow('NOT_IMPLEMENTED - active=false (540)');
+      await waitFor(() => refused.client.closed, 'the refused connection closed');
+      // everyone else is still served
+      await publish(client, 'q', bodies(2, 'after'));
+      await waitFor(() => got.length === 5, 'deliveries after the refusal');
+      expect(texts(got.slice(3))).toEqual(bodies(2, 'after'));
       await client.close();
       expect(errors).toEqual([]);
     });

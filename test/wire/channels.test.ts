@@ -205,23 +205,21 @@ describe('channel errors that close the connection', () => {
 });
 
 describe('channel.flow and connection.update-secret', () => {
-  it('channel.flow active=false is answered with flow-ok active=false, and true with true', async () => {
+  it('channel.flow active=true is answered with flow-ok; active=false is refused with 540, as RabbitMQ', async () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);
       try {
         await openChannel(c, 1);
-        c.send((w) => M.encodeChannelFlow(w, 1, { active: false }));
-        const off = await c.expectMethod(Method.CHANNEL_FLOW_OK);
-        expect(off.channel).toBe(1);
-        expect(off.args).toEqual({ active: false });
-        expect(off.payload.toString('hex')).toBe('0014001500');
         c.send((w) => M.encodeChannelFlow(w, 1, { active: true }));
         const on = await c.expectMethod(Method.CHANNEL_FLOW_OK);
         expect(on.args).toEqual({ active: true });
         expect(on.payload.toString('hex')).toBe('0014001501');
+        c.send((w) => M.encodeChannelFlow(w, 1, { active: false }));
+        await expectHardClose(c, 540, 'NOT_IMPLEMENTED - active=false', 20, 20);
       } finally {
         c.close();
       }
+      await expectStillServing(broker.port);
     });
   });
 
@@ -266,12 +264,12 @@ describe('a soft error closes only its channel', () => {
           expect(close.channel).toBe(1);
           expect(close.args).toEqual({ replyCode: 406, replyText: TOO_BIG, classId: 60, methodId: 40 });
           const mark = c.frames.length;
-          // discarded: another method, a second open, a stray body frame
+          // discarded: other methods (even one that would be a connection error), a stray body frame
           c.write(frame(3, 1, Buffer.alloc(10, 0x61)));
           c.send((w) => M.encodeChannelFlow(w, 1, { active: false }));
-          c.send((w) => M.encodeChannelOpen(w, 1, {}));
+          c.send((w) => M.encodeBasicQos(w, 1, { prefetchSize: 0, prefetchCount: 5, global: false }));
           // the other channel is unaffected
-          c.send((w) => M.encodeChannelFlow(w, 2, { active: false }));
+          c.send((w) => M.encodeChannelFlow(w, 2, { active: true }));
           await c.expectMethod(Method.CHANNEL_FLOW_OK);
           // close-ok frees the number; it can be opened again
           c.send((w) => M.encodeChannelCloseOk(w, 1, {}));
@@ -287,7 +285,7 @@ describe('a soft error closes only its channel', () => {
     );
   });
 
-  it("a client channel.close crossing the broker's channel.close is answered with close-ok", async () => {
+  it("a client channel.close crossing the broker's is answered with close-ok; the channel then waits for close-ok", async () => {
     await withBroker(
       async (broker) => {
         const c = await RawClient.open(broker.port);
@@ -297,15 +295,36 @@ describe('a soft error closes only its channel', () => {
           const close = await c.expectMethod(Method.CHANNEL_CLOSE);
           expect(close.args?.['replyCode']).toBe(406);
           const mark = c.frames.length;
+          // what amqp091-go does when its Close() crosses the broker's close: both close and close-ok
           c.send((w) =>
             M.encodeChannelClose(w, 1, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 }),
           );
           await c.expectMethod(Method.CHANNEL_CLOSE_OK);
+          c.send((w) => M.encodeChannelCloseOk(w, 1, {}));
           await openChannel(c, 1);
           expect(namesSince(c, mark)).toEqual(['1:channel.close-ok', '1:channel.open-ok']);
         } finally {
           c.close();
         }
+      },
+      { maxMessageSize: 100 },
+    );
+  });
+
+  it('channel.open on a channel still waiting for close-ok is a second open (504), as RabbitMQ', async () => {
+    await withBroker(
+      async (broker) => {
+        const c = await RawClient.open(broker.port);
+        try {
+          await openChannel(c, 1);
+          publishTooBig(c, 1);
+          await c.expectMethod(Method.CHANNEL_CLOSE);
+          c.send((w) => M.encodeChannelOpen(w, 1, {}));
+          await expectHardClose(c, 504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10);
+        } finally {
+          c.close();
+        }
+        await expectStillServing(broker.port);
       },
       { maxMessageSize: 100 },
     );

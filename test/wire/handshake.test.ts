@@ -453,21 +453,40 @@ describe('connection.open', () => {
     },
   );
 
-  it('a client connection.close is answered with close-ok and the broker closes the socket', async () => {
+  it('a client connection.close gets close-ok; exclusive queues go at once; the client closes the socket', async () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);
+      const other = await RawClient.open(broker.port);
       try {
         c.send((w) => M.encodeChannelOpen(w, 1, {}));
         await c.expectMethod(Method.CHANNEL_OPEN_OK);
-        c.send((w) =>
-          M.encodeConnectionClose(w, 0, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 }),
-        );
+        c.send((w) => M.encodeQueueDeclare(w, 1, { queue: 'mine', exclusive: true } as M.QueueDeclare));
+        await c.expectMethod(Method.QUEUE_DECLARE_OK);
+        const bye = (w: Parameters<typeof M.encodeConnectionClose>[0]) =>
+          M.encodeConnectionClose(w, 0, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 });
+        // two closes in one write, as amqp091-go's concurrent Close() calls can send
+        c.send((w) => {
+          bye(w);
+          bye(w);
+        });
         const ok = await c.expectMethod(Method.CONNECTION_CLOSE_OK);
         expect(ok.channel).toBe(0);
         expect(ok.payload.toString('hex')).toBe('000a0033');
+        // the exclusive queue is gone by the time close-ok is out
+        other.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await other.expectMethod(Method.CHANNEL_OPEN_OK);
+        other.send((w) => M.encodeQueueDeclare(w, 1, { queue: 'mine', passive: true } as M.QueueDeclare));
+        const gone = await other.expectMethod(Method.CHANNEL_CLOSE);
+        expect(gone.args?.['replyCode']).toBe(404);
+        // as RabbitMQ, the broker waits for the client to close: no EOF yet, nothing more sent
+        expect(c.closed).toBe(false);
+        expect(c.socket.readableEnded).toBe(false);
+        expect(c.frames.filter((f) => f.methodId === Method.CONNECTION_CLOSE_OK)).toHaveLength(1);
+        c.socket.end();
         await c.expectClosed();
       } finally {
         c.close();
+        other.close();
       }
     });
   });

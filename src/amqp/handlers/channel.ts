@@ -1,5 +1,5 @@
 /** channel class methods: open (again), close, close-ok, flow. */
-import { channelError, commandInvalid } from '../../errors.js';
+import { channelError, commandInvalid, notImplemented } from '../../errors.js';
 import {
   type ChannelClose,
   type ChannelFlow,
@@ -28,10 +28,13 @@ export function channelCloseOk(ch: Channel): void {
   ch.closed();
 }
 
-/** channel.flow: active=false asks us to stop sending content on this channel until re-enabled. */
+/**
+ * channel.flow: active=true is acknowledged; active=false is refused with a connection error 540,
+ * as RabbitMQ does (clients such as amqp091-go's test suite rely on that refusal). A consumer that
+ * wants fewer messages uses basic.qos.
+ */
 export function channelFlow(ch: Channel, a: ChannelFlow): void {
-  ch.flowActive = a.active;
-  encodeChannelFlowOk(ch.conn.out, ch.number, { active: a.active });
+  if (!a.active) throw notImplemented('active=false');
+  encodeChannelFlowOk(ch.conn.out, ch.number, { active: true });
   ch.conn.markDirty();
-  if (a.active) for (const c of ch.consumers.values()) c.queue.wake();
 }
