@@ -3,10 +3,12 @@
  * texts RabbitMQ gives for each refusal. Routing walks exchange-to-exchange bindings and
  * alternate exchanges, deduplicating destinations with a route epoch instead of a Set.
  */
+
 import { randomBytes } from 'node:crypto';
 import { accessRefused, commandInvalid, notFound, preconditionFailed, resourceLocked } from '../errors.js';
 import { type FieldTable, wireTypeOf } from '../protocol/field-table.js';
 import type { Store } from '../storage/store.js';
+import { ERLANG_ATOMS } from './erlang-atoms.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
 
@@ -35,24 +37,6 @@ export interface QueueDeclare {
   autoDelete: boolean;
   args: FieldTable;
 }
-
-/**
- * RabbitMQ turns a type name into an existing Erlang atom when it can and then says "invalid";
- * for names that are not atoms it says "unknown". These are the common names that are atoms.
- */
-const ERLANG_ATOMS = new Set([
-  '',
-  'foo',
-  'bar',
-  'queue',
-  'invalid',
-  'unknown',
-  'true',
-  'false',
-  'undefined',
-  'error',
-  'ok',
-]);
 
 const PREDECLARED: [string, ExchangeType][] = [
   ['amq.direct', 'direct'],
@@ -112,7 +96,9 @@ export class VHost {
       return existing;
     }
     if (!(EXCHANGE_TYPES as readonly string[]).includes(type)) {
-      throw commandInvalid(`${ERLANG_ATOMS.has(type) ? 'invalid' : 'unknown'} exchange type '${type}'`);
+      // RabbitMQ: "invalid" when the name is an existing Erlang atom (erlang-atoms.ts), else "unknown"
+      const atom = type === '' || ERLANG_ATOMS.has(type);
+      throw commandInvalid(`${atom ? 'invalid' : 'unknown'} exchange type '${type}'`);
     }
     if (!existing && name.startsWith('amq.')) {
       throw accessRefused(`exchange name '${name}' contains reserved prefix 'amq.*'`);

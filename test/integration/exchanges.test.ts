@@ -428,6 +428,18 @@ describe('exchange.declare', () => {
     });
   });
 
+  it('a type name that is an Erlang atom in RabbitMQ (none, infinity, queue) is an invalid exchange type', async () => {
+    await withBroker(async (broker) => {
+      // the wording amqp-client's own suite expects for type 'none', checked against RabbitMQ 3.10.8
+      for (const type of ['none', 'infinity', 'queue']) {
+        expect(await connectionClose(broker.url, (ch) => ch.assertExchange('x', type))).toEqual({
+          code: 503,
+          text: `COMMAND_INVALID - invalid exchange type '${type}'`,
+        });
+      }
+    });
+  });
+
   it('an unknown type is reported before the reserved amq. prefix', async () => {
     await withBroker(async (broker) => {
       expect(await connectionClose(broker.url, (ch) => ch.assertExchange('amq.foo', 'x-nope'))).toEqual({
