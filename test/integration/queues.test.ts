@@ -3,7 +3,7 @@
  * equivalence checks, exclusive and auto-delete queues, purge and delete. Every refusal is
  * checked for RabbitMQ's exact reply code and text, and the connection is used again afterwards.
  */
-import type { AMQPChannel, AMQPClient } from '@cloudamqp/amqp-client';
+import type { AMQPChannel } from '@cloudamqp/amqp-client';
 import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker.js';
