@@ -22,9 +22,13 @@ export class AmqpError extends Error {
     return isHardError(this.code);
   }
 
-  /** `NOT_FOUND - no queue 'q' in vhost '/'`, cut to the 255 bytes a shortstr allows. */
+  /**
+   * `NOT_FOUND - no queue 'q' in vhost '/'`. Over the 255 bytes a shortstr allows it keeps its
+   * first 252 bytes and ends in "...", as RabbitMQ does (but never splits a character).
+   */
   get replyText(): string {
-    return truncateUtf8(`${replyCodeName(this.code)} - ${this.message}`, 255);
+    const text = `${replyCodeName(this.code)} - ${this.message}`;
+    return Buffer.byteLength(text) <= 255 ? text : `${truncateUtf8(text, 252)}...`;
   }
 }
 
