@@ -21,6 +21,7 @@ import { DataDirLock, DataDirLocked } from './storage/lock.js';
 import { MemoryStore } from './storage/memory-store.js';
 import type { Store } from './storage/store.js';
 import { trimBodies } from './util/body-pool.js';
+import { COARSE_PERIOD_MS, updateCoarseClock } from './util/coarse-clock.js';
 import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { VERSION } from './version.js';
@@ -202,12 +203,30 @@ export class Broker implements ConnectionContext {
     this.monitor = setInterval(check, 1000);
     this.monitor.unref();
     this.gcTimer = setInterval(() => {
+      updateCoarseClock();
+      this.checkAckTimeouts();
       checkExternalMemory();
       trimBodies(this.flow.reasons.includes('memory'));
       if (this.store instanceof LmdbStore) this.store.checkMapped();
       setTightHeap(this.anyQueuePaging());
-    }, 200);
+    }, COARSE_PERIOD_MS);
     this.gcTimer.unref();
+  }
+
+  /** Closes channels whose oldest unacked delivery is past the consumer timeout. */
+  private checkAckTimeouts(): void {
+    const timeout = this.config.consumerTimeout;
+    if (timeout === 0) return;
+    const now = Date.now();
+    for (const c of this.connections) {
+      for (const ch of c.channels.values()) {
+        try {
+          ch.checkAckTimeout(now, timeout);
+        } catch (e) {
+          c.fail(e, ch.number, 0, 0);
+        }
+      }
+    }
   }
 
   private anyQueuePaging(): boolean {

@@ -39,6 +39,11 @@ export interface Config {
    */
   flowHoldLimit: number;
   /**
+   * A channel whose oldest unacknowledged delivery is older than this is closed with 406, as
+   * RabbitMQ's consumer_timeout does (its default too), in ms. 0: never.
+   */
+  consumerTimeout: number;
+  /**
    * Store file pages that may stay mapped (resident) before the store is reopened to unmap
    * them, in MiB (storage/lmdb-store.ts checkMapped). 0: reopen whenever any grew.
    */
@@ -62,6 +67,7 @@ export const DEFAULTS: Config = {
   memoryLimit: 0,
   diskFreeLimit: 50,
   flowHoldLimit: 500,
+  consumerTimeout: 1_800_000,
   storeMapLimit: 8,
 };
 
@@ -147,6 +153,13 @@ export const SETTINGS: Setting[] = [
     kind: 'int',
     min: 1,
     help: 'longest hold of a publisher by a queue whose consumers take nothing, ms',
+  },
+  {
+    key: 'consumerTimeout',
+    flag: 'consumer-timeout',
+    kind: 'int',
+    min: 0,
+    help: 'close a channel whose oldest unacked delivery is older than this, ms (0: never)',
   },
   {
     key: 'storeMapLimit',

@@ -25,6 +25,7 @@ import {
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
+import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import type { Connection } from './connection.js';
 import type { Consumer } from './consumer.js';
@@ -58,6 +59,8 @@ export class Unacked {
     /** the connection's flush that carries the delivery (body-recycler.ts) */
     readonly flush: number,
   ) {}
+  /** when it was delivered (coarse), for the consumer timeout */
+  readonly at = coarseNow();
 }
 
 /** A basic.publish held until tx.commit, routed when it was published (as RabbitMQ does). */
@@ -419,6 +422,20 @@ export class Channel implements ConfirmTarget {
   }
 
   // ---------------------------------------------------------------- closing
+
+  /** RabbitMQ's consumer_timeout: the oldest unacked delivery waited too long (406). */
+  checkAckTimeout(now: number, timeout: number): void {
+    if (this.state !== ChannelState.Open || this.unacked.size === 0) return;
+    const oldest = this.unacked.values().next().value!;
+    // `at` may be one clock period early: never time a delivery out before it is due
+    if (now - oldest.at <= timeout + COARSE_PERIOD_MS) return;
+    this.closeWithError(
+      preconditionFailed(
+        `delivery acknowledgement on channel ${this.number} timed out. Timeout value used: ${timeout} ms. ` +
+          'This timeout value can be configured, see consumers doc guide to learn more',
+      ),
+    );
+  }
 
   /** Soft error: send channel.close and discard frames until close-ok. */
   closeWithError(e: AmqpError): void {

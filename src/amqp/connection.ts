@@ -78,7 +78,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   /** connection.blocked currently in force (sent to the client). */
   blocked = false;
 
-  private readonly channels = new Map<number, Channel>();
+  readonly channels = new Map<number, Channel>();
   /** publishes left this tick before reading pauses (publish-flow.ts) */
   private publishCredit = PUBLISH_CREDIT;
   private readPaused = false;
