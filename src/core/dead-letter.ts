@@ -3,57 +3,68 @@
  * without requeue is republished to the queue's dead-letter exchange with RabbitMQ's x-death
  * history in its headers.
  */
-import type { FieldTable, FieldValue } from '../protocol/field-table.js';
-import { decodeBasicProperties, encodeBasicProperties } from '../protocol/generated/properties.js';
-import { OutBuffer } from '../protocol/out-buffer.js';
-import { Message } from './message.js';
+import { type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
+import { editProperties, Message, plain } from './message.js';
 import type { DeathReason, Queue } from './queue.js';
 
 /**
- * The message as it leaves `queue` for its dead-letter exchange: x-death gains (or counts) an
- * entry for this queue and reason, the x-first-death-* headers are set once, and a per-message
- * expiration moves into the entry as original-expiration.
+ * The message as it leaves `queue` for its dead-letter exchange, as RabbitMQ 3.10 writes it:
+ * x-death gains an entry for this queue and reason (or counts the same death again, keeping its
+ * first time, and moves it to the front); the x-first-death-* headers come with the first
+ * x-death; a per-message expiration moves into the entry as original-expiration; CC goes when a
+ * dead-letter routing key replaces the routing keys; the headers are sorted by key. Every other
+ * header keeps its wire type.
  */
 export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): Message {
-  const props = decodeBasicProperties(msg.properties, 0, msg.properties.length);
-  const headers: FieldTable = { ...(props.headers ?? {}) };
-  const deaths = Array.isArray(headers['x-death']) ? [...(headers['x-death'] as FieldValue[])] : [];
-  const routingKeys: string[] = [msg.routingKey];
-  const cc = headers['CC'];
-  if (Array.isArray(cc)) for (const k of cc) if (typeof k === 'string') routingKeys.push(k);
-  const i = deaths.findIndex((d) => isTable(d) && d['queue'] === queue.name && d['reason'] === reason);
-  if (i >= 0) {
-    // the same death again: count it and move it to the front, as RabbitMQ does
-    const d = { ...(deaths[i] as FieldTable) };
-    d['count'] = Number(d['count'] ?? 0) + 1;
-    d['time'] = new Date();
-    deaths.splice(i, 1);
-    deaths.unshift(d);
-  } else {
-    const d: FieldTable = {
-      count: 1,
-      reason,
-      queue: queue.name,
-      time: new Date(),
-      exchange: msg.exchange,
-      'routing-keys': routingKeys,
-    };
-    if (props.expiration !== undefined) d['original-expiration'] = props.expiration;
-    deaths.unshift(d);
-  }
-  headers['x-death'] = deaths;
-  if (headers['x-first-death-exchange'] === undefined) {
-    headers['x-first-death-exchange'] = msg.exchange;
-    headers['x-first-death-queue'] = queue.name;
-    headers['x-first-death-reason'] = reason;
-  }
-  props.headers = headers;
-  props.expiration = undefined;
-  const w = new OutBuffer();
-  encodeBasicProperties(w, props);
+  const properties = editProperties(msg.properties, (props) => {
+    const headers: FieldTable = { ...(props.headers ?? {}) };
+    const had = plain(headers['x-death']);
+    const deaths = Array.isArray(had) ? [...had] : [];
+    const routingKeys: string[] = [msg.routingKey, ...(ccKeys(msg) ?? [])];
+    const i = deaths.findIndex((d) => {
+      const t = plain(d);
+      return isTable(t) && plain(t['queue']) === queue.name && plain(t['reason']) === reason;
+    });
+    if (i >= 0) {
+      const d = { ...(plain(deaths[i]!) as FieldTable) };
+      d['count'] = new Typed('l', Number(plain(d['count']) ?? 0) + 1);
+      deaths.splice(i, 1);
+      deaths.unshift(d);
+    } else {
+      const d: FieldTable = {
+        count: new Typed('l', 1),
+        reason,
+        queue: queue.name,
+        time: new Date(),
+        exchange: msg.exchange,
+        'routing-keys': routingKeys,
+      };
+      if (props.expiration !== undefined) d['original-expiration'] = props.expiration;
+      deaths.unshift(d);
+    }
+    // once a message has an x-death history, RabbitMQ writes its entries with sorted keys
+    headers['x-death'] = Array.isArray(had) ? deaths.map((d) => sortedTable(plain(d))) : deaths;
+    if (had === undefined) {
+      headers['x-first-death-exchange'] = msg.exchange;
+      headers['x-first-death-queue'] = queue.name;
+      headers['x-first-death-reason'] = reason;
+    }
+    if (queue.deadLetterRoutingKey !== undefined) delete headers['CC'];
+    props.headers = sortedTable(headers) as FieldTable;
+    props.expiration = undefined;
+  });
   const rk = queue.deadLetterRoutingKey ?? msg.routingKey;
   msg.reusable = false;
-  return new Message(queue.deadLetterExchange ?? '', rk, Buffer.concat(w.take()), msg.body);
+  return new Message(queue.deadLetterExchange ?? '', rk, properties, msg.body);
+}
+
+/** A table with its keys in byte order (RabbitMQ keeps header tables sorted); other values as is. */
+function sortedTable(v: FieldValue): FieldValue {
+  if (!isTable(v)) return v;
+  const out: FieldTable = {};
+  for (const k of Object.keys(v).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))))
+    out[k] = v[k];
+  return out;
 }
 
 /**
@@ -74,7 +85,12 @@ export function isDeadLetterCycle(msg: Message, target: Queue): boolean {
 
 function isTable(v: FieldValue): v is FieldTable {
   return (
-    typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !Buffer.isBuffer(v) &&
+    !(v instanceof Date) &&
+    !(v instanceof Typed)
   );
 }
 

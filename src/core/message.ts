@@ -3,8 +3,9 @@
  * (flags and property list) and one owned body buffer. Deliveries re-send these bytes; the
  * fields routing needs are peeked without decoding the property table.
  */
-import { decodeTable, type FieldTable } from '../protocol/field-table.js';
+import { decodeTable, type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
 import {
+  type BasicProperties,
   decodeBasicProperties,
   encodeBasicProperties,
   PropertyIndex,
@@ -91,12 +92,30 @@ export class Message {
   }
 }
 
+/**
+ * The properties re-encoded after `edit` changed them. `props.headers` holds every header value
+ * wrapped in its wire type (field-table `Typed`), so the headers not edited keep their types.
+ */
+export function editProperties(properties: Buffer, edit: (props: BasicProperties) => void): Buffer {
+  const props = decodeBasicProperties(properties, 0, properties.length);
+  const o = propertyOffset(properties, 0, PropertyIndex.HEADERS);
+  if (o >= 0) props.headers = decodeTable(properties, o + 4, o + 4 + properties.readUInt32BE(o), true);
+  edit(props);
+  const w = new OutBuffer();
+  encodeBasicProperties(w, props);
+  return Buffer.concat(w.take());
+}
+
+/** The plain value of a header from `editProperties` (unwrapped from its wire type). */
+export function plain(v: FieldValue): FieldValue {
+  return v instanceof Typed ? v.value : v;
+}
+
 /** A copy of `msg` whose headers say how often it was delivered before (quorum queues). */
 export function withDeliveryCount(msg: Message, count: number): Message {
   msg.reusable = false;
-  const props = decodeBasicProperties(msg.properties, 0, msg.properties.length);
-  props.headers = { ...(props.headers ?? {}), 'x-delivery-count': count };
-  const w = new OutBuffer();
-  encodeBasicProperties(w, props);
-  return new Message(msg.exchange, msg.routingKey, Buffer.concat(w.take()), msg.body);
+  const properties = editProperties(msg.properties, (props) => {
+    props.headers = { ...(props.headers ?? {}), 'x-delivery-count': new Typed('l', count) };
+  });
+  return new Message(msg.exchange, msg.routingKey, properties, msg.body);
 }

@@ -159,15 +159,6 @@ export class PagedReady implements ReadyList {
     return this.length;
   }
 
-  heads(): QueueEntry[] {
-    if (this.head.length === 0) this.refill();
-    return this.head.heads();
-  }
-
-  removeHead(e: QueueEntry): void {
-    this.head.removeHead(e);
-  }
-
   *loaded(): IterableIterator<QueueEntry> {
     yield* this.head.loaded();
     yield* this.tail;

@@ -254,7 +254,7 @@ const RULES: [string, Rule][] = [
   ['x-queue-mode', oneOf('invalid_queue_mode', ['default', 'lazy'])],
   [
     'x-single-active-consumer',
-    (v, w) => (typeof v === 'boolean' ? null : `"expected bool, got ${typeName(v, w)}"`),
+    (v, w) => (typeof v === 'boolean' ? null : `{unacceptable_type,${typeName(v, w)}}`),
   ],
   ['x-delivery-limit', integer('zero')],
 ];

@@ -1,9 +1,8 @@
 /**
  * A queue: ready messages in publish order (or by priority), consumers served round-robin by
- * priority, and the bookkeeping for requeue (back at the original position, marked
- * redelivered). Deliveries run in bounded passes from the tick (core/delivery.ts), never per
- * publish. The x-arguments RabbitMQ users rely on live here: message TTL, max length with its
- * overflow modes, max priority and dead-lettering (through the owner).
+ * priority, requeue back at the original position (marked redelivered). Deliveries run in
+ * bounded passes from the tick (core/delivery.ts). The x-arguments RabbitMQ users rely on live
+ * here: message TTL, max length and overflow, max priority, dead-lettering (through the owner).
  */
 import type { FieldTable } from '../protocol/field-table.js';
 import type { RecoveredMessage, Store } from '../storage/store.js';
@@ -88,6 +87,8 @@ export class Queue implements Destination, Pager {
   /** set by the vhost when the queue has a dead-letter exchange */
   deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
+  /** x-single-active-consumer: the consumer that has the queue (null: choose at the next pick) */
+  private active: QueueConsumer | null = null;
   /** after an unclean start: entries with seq below this count as possibly delivered */
   private recoveredUpTo = 0;
   private rr = 0;
@@ -165,11 +166,10 @@ export class Queue implements Destination, Pager {
     const ttl = perMessage >= 0 && (this.ttl < 0 || perMessage < this.ttl) ? perMessage : this.ttl;
     if (ttl >= 0) {
       // TTL 0: the message lives only if a consumer can take it right now
-      if (ttl === 0 && !this.deliverNow(msg)) {
-        this.dead(msg, 'expired');
+      if (ttl === 0) {
+        if (!this.takeNow(new QueueEntry(msg, this.nextSeq++, 0))) this.dead(msg, 'expired');
         return true;
       }
-      if (ttl === 0) return true;
       expiresAt = Date.now() + ttl;
     }
     const e = new QueueEntry(msg, this.nextSeq++, expiresAt);
@@ -177,20 +177,23 @@ export class Queue implements Destination, Pager {
       this.store.enqueue(this.id, e, msg);
       msg.reusable = false;
     }
+    const limited = this.maxLength >= 0 || this.maxBytes >= 0;
+    // as RabbitMQ: a message a consumer takes at once never counts against a length limit
+    if (limited && this.takeNow(e)) return true;
     this.ready.push(e);
-    if (this.maxLength >= 0 || this.maxBytes >= 0) this.dropOverflow();
+    if (limited) this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);
     if (this.consumers.length > 0) scheduleDelivery(this);
     return true;
   }
 
-  /** Delivers a zero-TTL message at once if a consumer can take it. */
-  private deliverNow(msg: Message): boolean {
+  /** Hands an arriving entry straight to a consumer when nothing waits ahead of it. */
+  private takeNow(e: QueueEntry): boolean {
     if (this.ready.length > 0) return false;
     const c = this.pick();
     if (c === null) return false;
     this.unacked++;
-    c.deliver(this, new QueueEntry(msg, this.nextSeq++, 0));
+    c.deliver(this, e);
     return true;
   }
 
@@ -221,24 +224,19 @@ export class Queue implements Destination, Pager {
 
   // ---------------------------------------------------------------- expiry
 
-  /** Drops (dead-letters) the expired messages at the head of the queue. */
+  /**
+   * Drops (dead-letters) expired messages at the head of the queue. As in RabbitMQ only the
+   * head expires: behind a longer-lived message, or below a higher priority, one waits its turn.
+   */
   expireHeads(now = Date.now()): void {
-    for (;;) {
-      let removed = false;
-      for (const h of this.ready.heads()) {
-        if (h.expiresAt !== 0 && h.expiresAt <= now) {
-          this.ready.removeHead(h);
-          this.forget(h);
-          this.dead(h.msg, 'expired');
-          removed = true;
-        }
-      }
-      if (!removed) break;
+    let h = this.ready.peek();
+    while (h !== undefined && h.expiresAt !== 0 && h.expiresAt <= now) {
+      this.ready.shift();
+      this.forget(h);
+      this.dead(h.msg, 'expired');
+      h = this.ready.peek();
     }
-    let next = 0;
-    for (const h of this.ready.heads())
-      if (h.expiresAt !== 0 && (next === 0 || h.expiresAt < next)) next = h.expiresAt;
-    if (next !== 0) this.armExpiry(next);
+    if (h !== undefined && h.expiresAt !== 0) this.armExpiry(h.expiresAt);
   }
 
   /** One timer per queue, for the earliest head expiry. */
@@ -253,7 +251,8 @@ export class Queue implements Destination, Pager {
         this.expiryAt = 0;
         this.expireHeads();
       },
-      Math.max(0, at - Date.now()),
+      // setTimeout takes at most 2^31-1 ms; a later expiry re-arms when this fires
+      Math.min(2 ** 31 - 1, Math.max(0, at - Date.now())),
     );
     this.expiryTimer.unref();
   }
@@ -295,10 +294,9 @@ export class Queue implements Destination, Pager {
   }
 
   /**
-   * At a clean stop, after every channel has requeued what it held: the store keeps the
-   * delivery count of each stored entry that was delivered, so it comes back redelivered.
-   * (Paged-out entries were never delivered.) Telling the store per delivery instead cost a
-   * map insertion and deletion per message.
+   * At a clean stop, after channels requeued what they held: the store keeps each delivered
+   * stored entry's delivery count (cheaper than telling it per delivery; paged-out entries were
+   * never delivered), so it comes back redelivered.
    */
   keepDeliveries(): void {
     const store = this.store;
@@ -373,6 +371,8 @@ export class Queue implements Destination, Pager {
     if (this.ttl >= 0 || this.expiryTimer !== null) this.expireHeads();
     const e = this.ready.shift();
     if (e) this.unacked++;
+    // an expired message now at the head goes at once (get-ok's message count leaves it out)
+    if (e && this.expiryTimer !== null) this.expireHeads();
     return e;
   }
 
@@ -398,11 +398,14 @@ export class Queue implements Destination, Pager {
     const i = this.consumers.indexOf(c);
     if (i < 0) return false;
     this.consumers.splice(i, 1);
+    if (this.active === c) this.active = null;
     if (this.rr > i) this.rr--;
     this.lastUsed = Date.now();
     this.mixedPriorities =
       this.consumers.length > 0 && this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
     this.congestion.releaseAll();
+    // another consumer may take over (single active consumer, or one with room)
+    if (this.ready.length > 0 && this.consumers.length > 0) scheduleDelivery(this);
     return this.autoDelete && this.hadConsumer && this.consumers.length === 0;
   }
 
@@ -441,8 +444,12 @@ export class Queue implements Destination, Pager {
     const cs = this.consumers;
     const n = cs.length;
     if (n === 0) return null;
-    // x-single-active-consumer: only the first consumer (highest priority, earliest) gets messages
-    if (this.singleActive) return cs[0]!.canTake() ? cs[0]! : null;
+    // x-single-active-consumer: the active consumer keeps the queue until it goes, even if one of
+    // higher priority joins (RabbitMQ 3.10); then the highest-priority, earliest one takes over
+    if (this.singleActive) {
+      if (this.active === null) this.active = cs[0]!;
+      return this.active.canTake() ? this.active : null;
+    }
     if (!this.mixedPriorities) {
       for (let k = 0; k < n; k++) {
         const i = (this.rr + k) % n;
@@ -481,6 +488,7 @@ export class Queue implements Destination, Pager {
     const n = this.purge();
     const cs = this.consumers;
     this.consumers = [];
+    this.active = null;
     this.congestion.releaseAll();
     for (const c of cs) c.cancelledByQueue();
     return n;

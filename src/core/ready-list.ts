@@ -17,10 +17,6 @@ export interface ReadyList {
   requeue(e: QueueEntry): void;
   /** removes and returns every entry, in delivery order */
   drain(): QueueEntry[];
-  /** the head of each level (the entries that can expire now) */
-  heads(): QueueEntry[];
-  /** removes the head of the level holding `e` (which must be a head) */
-  removeHead(e: QueueEntry): void;
   /** the entries held in memory (not those paged out), in no particular order */
   loaded(): Iterable<QueueEntry>;
 }
@@ -74,15 +70,6 @@ export class FifoReady implements ReadyList {
 
   loaded(): Iterable<QueueEntry> {
     return this.q;
-  }
-
-  heads(): QueueEntry[] {
-    const h = this.q.peek();
-    return h === undefined ? [] : [h];
-  }
-
-  removeHead(_e: QueueEntry): void {
-    this.shift();
   }
 }
 
@@ -146,20 +133,6 @@ export class PriorityReady implements ReadyList {
     for (let i = this.levels.length - 1; i >= 0; i--) out.push(...this.levels[i]!.drain());
     this.count = 0;
     return out;
-  }
-
-  heads(): QueueEntry[] {
-    const out: QueueEntry[] = [];
-    for (const l of this.levels) {
-      const h = l.peek();
-      if (h !== undefined) out.push(h);
-    }
-    return out;
-  }
-
-  removeHead(e: QueueEntry): void {
-    this.level(e).shift();
-    this.count--;
   }
 
   *loaded(): IterableIterator<QueueEntry> {

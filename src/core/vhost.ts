@@ -190,6 +190,7 @@ export class VHost {
     if (d.passive) {
       if (!existing) throw notFound(`no ${this.q(name)}`);
       this.checkExclusive(existing, owner);
+      existing.lastUsed = Date.now(); // a passive declare is use, for x-expires (as RabbitMQ)
       return existing;
     }
     if (existing) {

@@ -1,7 +1,7 @@
 /** basic class: publish, consume, cancel, get, qos, ack, nack, reject, recover. */
 import { randomBytes } from 'node:crypto';
 import { REPLY_TO } from '../../core/exchange/default.js';
-import { Message, withDeliveryCount } from '../../core/message.js';
+import { editProperties, Message, withDeliveryCount } from '../../core/message.js';
 import { Queue } from '../../core/queue.js';
 import { argTypeName } from '../../core/queue-args.js';
 import {
@@ -12,6 +12,7 @@ import {
   notImplemented,
   preconditionFailed,
 } from '../../errors.js';
+import { FIELD_TYPE_NAMES, wireTypeOf } from '../../protocol/field-table.js';
 import type * as A from '../../protocol/generated/methods.js';
 import {
   encodeBasicCancelOk,
@@ -89,27 +90,40 @@ function senderSelected(msg: Message): string[] | undefined {
   const h = msg.headers();
   if (h === null) return undefined;
   const keys: string[] = [];
-  const add = (v: unknown) => {
-    if (Array.isArray(v)) for (const k of v) if (typeof k === 'string') keys.push(k);
+  const add = (name: string) => {
+    const v = h[name];
+    if (v === undefined) return;
+    // RabbitMQ: CC and BCC must be arrays (406 "invalid message")
+    if (!Array.isArray(v)) {
+      const type = FIELD_TYPE_NAMES[wireTypeOf(h, name) ?? 'V'];
+      throw preconditionFailed(`invalid message: {unacceptable_type_in_header,"${name}",${type}}`);
+    }
+    for (const k of v) if (typeof k === 'string') keys.push(k);
   };
-  if (hasCc) add(h['CC']);
+  if (hasCc) add('CC');
   if (hasBcc && h['BCC'] !== undefined) {
-    add(h['BCC']);
-    const props = decodeBasicProperties(p, 0, p.length);
-    const headers = { ...props.headers };
-    delete headers['BCC'];
-    props.headers = headers;
-    const w = new OutBuffer();
-    encodeBasicProperties(w, props);
-    msg.properties = Buffer.concat(w.take());
+    add('BCC');
+    msg.properties = editProperties(p, (props) => {
+      const headers = { ...props.headers };
+      delete headers['BCC'];
+      props.headers = headers;
+    });
   }
   return keys.length > 0 ? keys : undefined;
 }
 
+/** The largest expiration RabbitMQ accepts (ms). */
+const MAX_EXPIRATION = 315_360_000_000n;
+
 /** The expiration property must be a non-negative integer in decimal (milliseconds). */
 function expirationError(e: string): string | null {
-  if (/^\d+$/.test(e)) return null;
-  if (/^-\d+$/.test(e)) return `invalid expiration '${e}': {value_negative,${e}}`;
+  if (/^[+-]?\d+$/.test(e)) {
+    // an Erlang integer: a sign is allowed; RabbitMQ caps it at ten years of milliseconds
+    const n = BigInt(e.startsWith('+') ? e.slice(1) : e);
+    if (n < 0n) return `invalid expiration '${e}': {value_negative,${n}}`;
+    if (n > MAX_EXPIRATION) return `invalid expiration '${e}': {value_too_large,${n}}`;
+    return null;
+  }
   const m = /^(\d+)(.+)$/.exec(e);
   if (m) return `invalid expiration '${e}': {leftover_string,"${m[2]}"}`;
   return `invalid expiration '${e}': no_integer`;
