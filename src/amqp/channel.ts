@@ -128,7 +128,9 @@ export class Channel implements ConfirmTarget {
       case 1: {
         if (asm.state !== AssemblerState.Method) {
           throw unexpectedFrame(
-            `expected content header for class ${asm.methodId >>> 16}, got non content header frame instead`,
+            asm.state === AssemblerState.Body
+              ? 'expected content body, got non content body frame instead'
+              : `expected content header for class ${asm.methodId >>> 16}, got non content header frame instead`,
             asm.methodId,
           );
         }
@@ -400,7 +402,7 @@ export class Channel implements ConfirmTarget {
       if (n - 1 > this.confirmedSeq) {
         encodeBasicAck(out, this.number, { deliveryTag: n - 1, multiple: n - 1 > this.confirmedSeq + 1 });
       }
-      encodeBasicNack(out, this.number, { deliveryTag: n, multiple: false, requeue: false });
+      encodeBasicNack(out, this.number, { deliveryTag: n, multiple: false, requeue: true });
       this.confirmedSeq = n;
     }
     if (seq > this.confirmedSeq) {
@@ -415,7 +417,7 @@ export class Channel implements ConfirmTarget {
     encodeBasicNack(this.conn.out, this.number, {
       deliveryTag: seq,
       multiple: seq > this.confirmedSeq + 1,
-      requeue: false,
+      requeue: true, // RabbitMQ's nacks carry requeue=1 (the field's default there)
     });
     this.confirmedSeq = seq;
     this.conn.markDirty();

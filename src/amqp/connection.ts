@@ -200,11 +200,14 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     if (ch === undefined) {
       if (type !== 1)
         throw unexpectedFrame(`expected method frame, got non method frame on unopened channel ${n}`);
-      // channel.open: the channel number must be within the negotiated channel-max
       if (id !== Method.CHANNEL_OPEN) throw channelError("expected 'channel.open'");
       decodeArgs(id, buf, off, len);
-      if (n > this.channelMax) {
-        throw notAllowed(`channel number ${n} is above the negotiated channel_max (${this.channelMax})`);
+      // as RabbitMQ, channel-max bounds how many channels are open, not their numbers
+      if (this.channels.size >= this.channelMax) {
+        const open = this.channels.size;
+        throw notAllowed(
+          `number of channels opened (${open}) has reached the negotiated channel_max (${this.channelMax})`,
+        );
       }
       this.channels.set(n, new Channel(this, n, this.vhost!));
       encodeChannelOpenOk(this.out, n, {});

@@ -90,8 +90,12 @@ export class FlowControl {
     for (const c of w) c.resumeReading();
   }
 
-  /** A connection published while blocked: stop reading it until the alarms clear. */
+  /**
+   * A connection published while blocked: stop reading it until the alarms clear. One that
+   * opened after the alarm went up is told connection.blocked now (setBlocked sends it once).
+   */
   hold(c: FlowConnection): void {
+    c.setBlocked(true, `low on ${this.alarms.values().next().value ?? 'resources'}`);
     c.pauseReading();
     this.waiting.push(c);
   }

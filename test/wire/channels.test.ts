@@ -153,15 +153,21 @@ describe('channel errors that close the connection', () => {
     });
   });
 
-  it('channel.open above the negotiated channel-max is refused with 530 NOT_ALLOWED', async () => {
+  it('channel-max bounds how many channels are open (530 past it), not their numbers, as RabbitMQ', async () => {
     await withBroker(async (broker) => {
-      const c = await RawClient.open(broker.port, { channelMax: 10 });
+      const c = await RawClient.open(broker.port, { channelMax: 3 });
       try {
-        await openChannel(c, 10);
-        c.send((w) => M.encodeChannelOpen(w, 11, {}));
-        await expectHardClose(c, 530, 'NOT_ALLOWED - ', 20, 10);
-        expect(c.frames.filter((f) => f.methodId === Method.CHANNEL_OPEN_OK).map((f) => f.channel)).toEqual([
+        for (const n of [1, 2, 100]) await openChannel(c, n);
+        c.send((w) => M.encodeChannelOpen(w, 4, {}));
+        await expectHardClose(
+          c,
+          530,
+          'NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)',
+          20,
           10,
+        );
+        expect(c.frames.filter((f) => f.methodId === Method.CHANNEL_OPEN_OK).map((f) => f.channel)).toEqual([
+          1, 2, 100,
         ]);
       } finally {
         c.close();

@@ -49,9 +49,7 @@ export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body
   if (ex === undefined) throw notFound(`no exchange '${a.exchange}' in vhost '${vh.name}'`);
   if (ex.internal)
     throw accessRefused(`cannot publish to internal exchange '${a.exchange}' in vhost '${vh.name}'`);
-  if (!(propertyListEnd(props, 0) === props.length)) {
-    throw frameError('content header properties do not match their flags');
-  }
+  if (!propertiesFit(props)) throw frameError('content header properties do not match their flags');
   const msg = new Message(a.exchange, a.routingKey, props, body);
   // the assembler's body is this message's alone; a large one may go back to the pool
   msg.reusable = body.length >= POOL_MIN;
@@ -72,6 +70,15 @@ export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body
   const queues = vh.route(ex, msg, flags & PropertyFlag.HEADERS ? senderSelected(msg) : undefined);
   if (ch.txMode) ch.txPublishes.push({ args: a, msg, queues: queues.slice() });
   else deliverRouted(ch, a, msg, queues);
+}
+
+/** The property list is exactly as long as its flags say (a truncated one reads past the end). */
+function propertiesFit(props: Buffer): boolean {
+  try {
+    return propertyListEnd(props, 0) === props.length;
+  } catch {
+    return false;
+  }
 }
 
 const CC_KEY = Buffer.from('\x02CC', 'latin1');
