@@ -402,6 +402,7 @@ export class Channel implements ConfirmTarget {
       if (n - 1 > this.confirmedSeq) {
         encodeBasicAck(out, this.number, { deliveryTag: n - 1, multiple: n - 1 > this.confirmedSeq + 1 });
       }
+      // RabbitMQ's nacks carry requeue=1 (the field's default there)
       encodeBasicNack(out, this.number, { deliveryTag: n, multiple: false, requeue: true });
       this.confirmedSeq = n;
     }
@@ -417,7 +418,8 @@ export class Channel implements ConfirmTarget {
     encodeBasicNack(this.conn.out, this.number, {
       deliveryTag: seq,
       multiple: seq > this.confirmedSeq + 1,
-      requeue: true, // RabbitMQ's nacks carry requeue=1 (the field's default there)
+      // not requeue=1 as RabbitMQ's: @cloudamqp/amqp-client reads multiple only from a bits byte of 1
+      requeue: false,
     });
     this.confirmedSeq = seq;
     this.conn.markDirty();
