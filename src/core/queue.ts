@@ -389,6 +389,7 @@ export class Queue implements Destination, Pager {
     let i = this.consumers.length;
     while (i > 0 && this.consumers[i - 1]!.priority < c.priority) i--;
     this.consumers.splice(i, 0, c);
+    if (this.singleActive && this.active === null) this.active = c; // the first to come keeps it
     this.mixedPriorities = this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
     if (this.ready.length > 0) scheduleDelivery(this);
   }

@@ -436,6 +436,49 @@ describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
     });
   });
 
+  it('a method frame where a body frame is expected', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        publish(c, 1);
+        c.write(frame(2, 1, contentHeader(60, 3)));
+        c.send((w) => M.encodeChannelFlow(w, 1, { active: true }));
+        await expectHardClose(c, {
+          code: 505,
+          text: 'UNEXPECTED_FRAME - expected content body, got non content body frame instead',
+          exact: true,
+          classId: 60,
+          methodId: 40,
+        });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('a content header whose flags promise more than it carries is a 501, not an internal error', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        publish(c, 1);
+        const h = contentHeader(60, 0);
+        h.writeUInt16BE(0x0001, 12); // a continuation flag, and no continuation word
+        c.write(frame(2, 1, h));
+        await expectHardClose(c, {
+          code: 501,
+          text: 'FRAME_ERROR - content header properties do not match their flags',
+          exact: true,
+          classId: 60,
+          methodId: 40,
+        });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
   it('a body frame where the content header of a basic.publish is expected', async () => {
     await withBroker(async (broker) => {
       const c = await openWithChannel(broker.port);

@@ -1,0 +1,269 @@
+/**
+ * Details where Warren was found to differ from RabbitMQ 3.10.8 by differential probes (the same
+ * client code against both), each pinned to what RabbitMQ does: length limits with a waiting
+ * consumer, single active consumer hand-over, head-only expiry, expiration parsing, the headers
+ * of dead letters (wire types included), CC/BCC validation, x-expires and passive declares.
+ */
+import type { Socket } from 'node:net';
+import { AMQPClient } from '@cloudamqp/amqp-client';
+import type amqplib from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { decodeTable, type FieldTable, type Typed } from '../../src/protocol/field-table.js';
+import * as M from '../../src/protocol/generated/methods.js';
+import { Method } from '../../src/protocol/generated/spec.js';
+import { withBroker } from '../helpers/broker.js';
+import { connectAmqplib, nextChannelError } from '../helpers/consumers.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Gets every message of `q` (no-ack), as body strings. */
+async function drainBodies(ch: amqplib.Channel, q: string): Promise<string[]> {
+  const out: string[] = [];
+  for (;;) {
+    const m = await ch.get(q, { noAck: true });
+    if (m === false) return out;
+    out.push(m.content.toString());
+  }
+}
+
+describe('length limits and consumers', () => {
+  it('x-max-length never drops a message a consumer takes at once (drop-head)', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dlq', { durable: false });
+      await ch.assertQueue('q', {
+        durable: false,
+        arguments: { 'x-max-length': 0, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      });
+      const got: string[] = [];
+      await ch.consume('q', (m) => got.push(m!.content.toString()), { noAck: true });
+      for (let i = 0; i < 5; i++) ch.sendToQueue('q', Buffer.from(`m${i}`));
+      await waitFor(() => got.length === 5, 'all five delivered');
+      expect(got).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+      expect(await drainBodies(ch, 'dlq')).toEqual([]);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+});
+
+describe('single active consumer', () => {
+  it('the active consumer keeps the queue when a higher-priority one joins; the next takes over when it goes', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const setup = await model.createChannel();
+      await setup.assertQueue('sac', { durable: false, arguments: { 'x-single-active-consumer': true } });
+      const got: Record<string, string[]> = { low: [], high: [] };
+      const chans: Record<string, amqplib.Channel> = {};
+      for (const [name, priority] of [
+        ['low', 1],
+        ['high', 10],
+      ] as const) {
+        const ch = await model.createChannel();
+        chans[name] = ch;
+        await ch.consume('sac', (m) => got[name]!.push(m!.content.toString()), { noAck: true, priority });
+      }
+      for (let i = 0; i < 3; i++) setup.sendToQueue('sac', Buffer.from(`p${i}`));
+      await waitFor(() => got['low']!.length === 3, 'the first consumer gets them');
+      // when the active consumer's channel closes, the other one is served without further events
+      await chans['low']!.close();
+      for (let i = 0; i < 2; i++) setup.sendToQueue('sac', Buffer.from(`q${i}`));
+      await waitFor(() => got['high']!.length === 2, 'the next consumer takes over');
+      expect(got).toEqual({ low: ['p0', 'p1', 'p2'], high: ['q0', 'q1'] });
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('x-single-active-consumer that is not a bool is refused with the type RabbitMQ names', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      const err = nextChannelError(ch);
+      await ch.assertQueue('q', { arguments: { 'x-single-active-consumer': 'yes' } }).catch(() => {});
+      expect((await err).message).toContain(
+        "PRECONDITION_FAILED - invalid arg 'x-single-active-consumer' for queue 'q' in vhost '/': {unacceptable_type,longstr}",
+      );
+      await model.close();
+    });
+  });
+});
+
+describe('expiry', () => {
+  it('only the head expires: a short TTL behind a longer one waits; priorities likewise', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('fifo', { durable: false });
+      await ch.assertQueue('prio', { durable: false, arguments: { 'x-max-priority': 5 } });
+      ch.sendToQueue('fifo', Buffer.from('long'), { expiration: '60000' });
+      ch.sendToQueue('fifo', Buffer.from('short'), { expiration: '20' });
+      ch.sendToQueue('prio', Buffer.from('p5'), { priority: 5, expiration: '60000' });
+      ch.sendToQueue('prio', Buffer.from('p1'), { priority: 1, expiration: '20' });
+      await sleep(150);
+      expect((await ch.checkQueue('fifo')).messageCount).toBe(2);
+      expect((await ch.checkQueue('prio')).messageCount).toBe(2);
+      // basic.get takes the head; the expired message now at the head goes at once
+      const first = await ch.get('fifo', { noAck: true });
+      expect(first && first.content.toString()).toBe('long');
+      expect(first && first.fields.messageCount).toBe(0);
+      expect((await ch.checkQueue('fifo')).messageCount).toBe(0);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('expiration takes a sign, as Erlang integers do, and is capped at ten years', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('q', { durable: false });
+      for (const expiration of ['+5000', '-0', '315360000000']) {
+        await new Promise<void>((resolve, reject) =>
+          ch.sendToQueue('q', Buffer.from(expiration), { expiration }, (e) => (e ? reject(e) : resolve())),
+        );
+      }
+      expect((await ch.checkQueue('q')).messageCount).toBe(2); // '-0' is a zero TTL: no consumer, gone
+      const err = nextChannelError(ch);
+      ch.sendToQueue('q', Buffer.from('x'), { expiration: '315360000001' });
+      expect((await err).message).toContain(
+        "PRECONDITION_FAILED - invalid expiration '315360000001': {value_too_large,315360000001}",
+      );
+      await model.close();
+    });
+  });
+
+  it('a passive queue.declare counts as use for x-expires', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('kept', { durable: false, arguments: { 'x-expires': 400 } });
+      for (let i = 0; i < 6; i++) {
+        await sleep(150);
+        await ch.checkQueue('kept');
+      }
+      await model.close();
+    });
+  });
+});
+
+describe('dead letters', () => {
+  /** basic.get over a raw socket: the delivered message's headers with their wire types. */
+  async function typedHeaders(port: number, q: string): Promise<FieldTable> {
+    const c = await RawClient.open(port);
+    try {
+      c.send((w) => M.encodeChannelOpen(w, 1, {}));
+      await c.expectMethod(Method.CHANNEL_OPEN_OK);
+      c.send((w) => M.encodeBasicGet(w, 1, { queue: q, noAck: true } as M.BasicGet));
+      await c.expectMethod(Method.BASIC_GET_OK);
+      await c.until(() => c.frames.some((f) => f.type === 2), 'the content header');
+      const p = c.frames.find((f) => f.type === 2)!.payload;
+      // class, weight, body size (12 bytes), then flags: content-type, content-encoding, headers
+      const flags = p.readUInt16BE(12);
+      let o = 14;
+      if (flags & 0x8000) o += 1 + p[o]!;
+      if (flags & 0x4000) o += 1 + p[o]!;
+      return decodeTable(p, o + 4, o + 4 + p.readUInt32BE(o), true);
+    } finally {
+      c.close();
+    }
+  }
+  const wire = (v: unknown) => (v as Typed).type;
+  const val = (v: unknown) => (v as Typed).value;
+
+  it('keep every header wire type; x-death count is a long; CC goes with a new routing key', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dl', { durable: false });
+      await ch.assertQueue('src', {
+        durable: false,
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' },
+      });
+      ch.sendToQueue('src', Buffer.from('x'), {
+        headers: {
+          b: { '!': 'byte', value: 5 },
+          s: { '!': 'short', value: 300 },
+          f: { '!': 'float', value: 1.5 },
+          CC: ['other'],
+        },
+      });
+      const m = await waitForGet(ch, 'src');
+      ch.nack(m, false, false);
+      for (let i = 0; i < 100 && (await ch.checkQueue('dl')).messageCount === 0; i++) await sleep(10);
+      const h = await typedHeaders(broker.port, 'dl');
+      expect([wire(h['b']), val(h['b'])]).toEqual(['b', 5]);
+      expect([wire(h['s']), val(h['s'])]).toEqual(['s', 300]);
+      expect([wire(h['f']), val(h['f'])]).toEqual(['f', 1.5]);
+      // the dead-letter routing key replaced the keys, so CC went; the keys are sorted
+      expect(h['CC']).toBeUndefined();
+      expect(Object.keys(h)).toEqual([...Object.keys(h)].sort());
+      const deaths = val(h['x-death']) as Typed[];
+      const death = val(deaths[0]) as FieldTable;
+      expect([wire(death['count']), val(death['count'])]).toEqual(['l', 1]);
+      expect(val(death['reason'])).toBe('rejected');
+      expect(val(h['x-first-death-queue'])).toBe('src');
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  async function waitForGet(ch: amqplib.Channel, q: string): Promise<amqplib.GetMessage> {
+    for (let i = 0; i < 100; i++) {
+      const m = await ch.get(q, { noAck: false });
+      if (m !== false) return m;
+      await sleep(10);
+    }
+    throw new Error(`nothing in ${q}`);
+  }
+
+  it('a CC or BCC header that is not an array is refused with 406 invalid message', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      for (const name of ['CC', 'BCC']) {
+        const ch = await model.createChannel();
+        const err = nextChannelError(ch);
+        ch.publish('', 'q', Buffer.from('x'), { headers: { [name]: 'k2' } });
+        expect((await err).message).toContain(
+          `PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,"${name}",longstr}`,
+        );
+      }
+      await model.close();
+    });
+  });
+});
+
+describe('resource alarms', () => {
+  it('a connection opened after the alarm went up is told connection.blocked when it publishes', async () => {
+    // a 1 MiB memory limit is always exceeded: the memory alarm goes up at the first check
+    await withBroker(
+      async (broker) => {
+        const first = new AMQPClient(broker.url);
+        let firstBlocked = '';
+        first.onblocked = (reason) => {
+          firstBlocked = reason;
+        };
+        await first.connect();
+        await waitFor(() => firstBlocked !== '', 'the alarm', 5_000);
+        // heartbeats make the broker write to it, so it hears the socket go after the test
+        const late = new AMQPClient(`${broker.url}?heartbeat=1`);
+        let lateBlocked = '';
+        late.onblocked = (reason) => {
+          lateBlocked = reason;
+        };
+        await late.connect();
+        const ch = await late.channel();
+        void ch.basicPublish('', 'nowhere', 'x').catch(() => {});
+        await waitFor(() => lateBlocked !== '', 'connection.blocked for the late publisher', 5_000);
+        expect(lateBlocked).toBe('low on memory');
+        // the broker is not reading the held publisher, so a close would not be heard: drop it
+        (late as unknown as { socket: Socket }).socket.destroy();
+        await first.close();
+      },
+      { memoryLimit: 1 },
+    );
+  });
+});
