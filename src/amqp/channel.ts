@@ -1,8 +1,6 @@
 /**
- * Per-channel state and dispatch: an integer switch on the method id to the handlers of each
- * class, content reassembly, deliveries and their acknowledgements, publisher confirms and
- * transactions, and the closing handshake (after we send channel.close, frames are discarded
- * until close-ok).
+ * Per-channel state and dispatch: an integer switch on the method id to each class's handlers,
+ * content reassembly, deliveries and acks, confirms, transactions, the closing handshake.
  */
 import { type Message, withDeliveryCount } from '../core/message.js';
 import type { Queue, QueueEntry } from '../core/queue.js';
@@ -32,7 +30,7 @@ import type { Consumer } from './consumer.js';
 import { writeContent } from './content-writer.js';
 import { decodeArgs } from './decode-args.js';
 import * as basic from './handlers/basic.js';
-import { channelClose, channelCloseOk, channelFlow, channelOpenAgain } from './handlers/channel.js';
+import * as chan from './handlers/channel.js';
 import * as exchange from './handlers/exchange.js';
 import * as queue from './handlers/queue.js';
 import * as tx from './handlers/tx.js';
@@ -229,16 +227,19 @@ export class Channel implements ConfirmTarget {
         tx.txRollback(this);
         return;
       case Method.CHANNEL_OPEN:
-        channelOpenAgain(this);
+        chan.channelOpenAgain(this);
+        return;
+      case Method.ACCESS_REQUEST:
+        chan.accessRequest(this);
         return;
       case Method.CHANNEL_CLOSE:
-        channelClose(this, a as A.ChannelClose);
+        chan.channelClose(this, a as A.ChannelClose);
         return;
       case Method.CHANNEL_CLOSE_OK:
-        channelCloseOk(this);
+        chan.channelCloseOk(this);
         return;
       case Method.CHANNEL_FLOW:
-        channelFlow(this, a as A.ChannelFlow);
+        chan.channelFlow(this, a as A.ChannelFlow);
         return;
       case Method.CHANNEL_FLOW_OK:
         // the answer to a channel.flow we sent; we never send one, so there is nothing to do
@@ -473,7 +474,7 @@ export class Channel implements ConfirmTarget {
       encodeChannelCloseOk(this.conn.out, this.number, {});
       this.conn.markDirty();
     } else if (id === Method.CHANNEL_OPEN) {
-      channelOpenAgain(this);
+      chan.channelOpenAgain(this);
     }
   }
 

@@ -229,6 +229,33 @@ describe('channel.flow and connection.update-secret', () => {
     });
   });
 
+  it('access.request (AMQP 0-8 tickets, sent by old clients) is granted ticket 1, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        await openChannel(c, 1);
+        c.send((w) =>
+          M.encodeAccessRequest(w, 1, {
+            realm: '/data',
+            exclusive: false,
+            passive: true,
+            active: true,
+            write: true,
+            read: true,
+          }),
+        );
+        const ok = await c.expectMethod(Method.ACCESS_REQUEST_OK);
+        expect(ok.channel).toBe(1);
+        expect(ok.payload.toString('hex')).toBe('001e000b0001');
+        // the channel carries on
+        c.send((w) => M.encodeChannelFlow(w, 1, { active: true }));
+        await c.expectMethod(Method.CHANNEL_FLOW_OK);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
   it('connection.update-secret is answered with update-secret-ok on channel 0', async () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);

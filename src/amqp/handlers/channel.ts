@@ -1,8 +1,9 @@
-/** channel class methods: open (again), close, close-ok, flow. */
+/** channel class methods: open (again), close, close-ok, flow; and the legacy access.request. */
 import { channelError, commandInvalid, notImplemented } from '../../errors.js';
 import {
   type ChannelClose,
   type ChannelFlow,
+  encodeAccessRequestOk,
   encodeChannelCloseOk,
   encodeChannelFlowOk,
 } from '../../protocol/generated/methods.js';
@@ -36,5 +37,11 @@ export function channelCloseOk(ch: Channel): void {
 export function channelFlow(ch: Channel, a: ChannelFlow): void {
   if (!a.active) throw notImplemented('active=false');
   encodeChannelFlowOk(ch.conn.out, ch.number, { active: true });
+  ch.conn.markDirty();
+}
+
+/** access.request (AMQP 0-8 tickets, sent by some old clients): RabbitMQ grants ticket 1. */
+export function accessRequest(ch: Channel): void {
+  encodeAccessRequestOk(ch.conn.out, ch.number, { ticket: 1 });
   ch.conn.markDirty();
 }

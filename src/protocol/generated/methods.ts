@@ -110,6 +110,21 @@ export interface ChannelClose {
 /** channel.close-ok (20/41) */
 export type ChannelCloseOk = Record<string, never>;
 
+/** access.request (30/10) */
+export interface AccessRequest {
+  realm: string;
+  exclusive: boolean;
+  passive: boolean;
+  active: boolean;
+  write: boolean;
+  read: boolean;
+}
+
+/** access.request-ok (30/11) */
+export interface AccessRequestOk {
+  ticket: number;
+}
+
 /** exchange.declare (40/10) */
 export interface ExchangeDeclare {
   exchange: string;
@@ -716,6 +731,44 @@ export function decodeChannelCloseOk(b: Buffer, o: number, end: number): Channel
 export function encodeChannelCloseOk(w: OutBuffer, channel: number, _a: ChannelCloseOk): void {
   const at = w.beginFrame(1, channel);
   w.u32(0x00140029);
+  w.endFrame(at);
+}
+
+export function decodeAccessRequest(b: Buffer, o: number, end: number): AccessRequest {
+  let n: number;
+  n = b[o]!;
+  const realm_ = b.toString('utf8', o + 1, o + 1 + n);
+  o += 1 + n;
+  const bits1 = b[o]!;
+  o += 1;
+  const exclusive_ = (bits1 & 1) !== 0;
+  const passive_ = (bits1 & 2) !== 0;
+  const active_ = (bits1 & 4) !== 0;
+  const write_ = (bits1 & 8) !== 0;
+  const read_ = (bits1 & 16) !== 0;
+  if (!(o === end)) throw new MethodSyntaxError('access.request: frame size does not match its fields');
+  return { realm: realm_, exclusive: exclusive_, passive: passive_, active: active_, write: write_, read: read_ };
+}
+
+export function encodeAccessRequest(w: OutBuffer, channel: number, a: AccessRequest): void {
+  const at = w.beginFrame(1, channel);
+  w.u32(0x001e000a);
+  w.shortstr(a.realm);
+  w.u8((a.exclusive ? 1 : 0) | (a.passive ? 2 : 0) | (a.active ? 4 : 0) | (a.write ? 8 : 0) | (a.read ? 16 : 0));
+  w.endFrame(at);
+}
+
+export function decodeAccessRequestOk(b: Buffer, o: number, end: number): AccessRequestOk {
+  const ticket_ = b.readUInt16BE(o);
+  o += 2;
+  if (!(o === end)) throw new MethodSyntaxError('access.request-ok: frame size does not match its fields');
+  return { ticket: ticket_ };
+}
+
+export function encodeAccessRequestOk(w: OutBuffer, channel: number, a: AccessRequestOk): void {
+  const at = w.beginFrame(1, channel);
+  w.u32(0x001e000b);
+  w.u16(a.ticket);
   w.endFrame(at);
 }
 
@@ -1558,7 +1611,7 @@ export function encodeConfirmSelectOk(w: OutBuffer, channel: number, _a: Confirm
 }
 
 /** Any method's arguments. */
-export type MethodArgs = ConnectionStart | ConnectionStartOk | ConnectionSecure | ConnectionSecureOk | ConnectionTune | ConnectionTuneOk | ConnectionOpen | ConnectionOpenOk | ConnectionClose | ConnectionCloseOk | ConnectionBlocked | ConnectionUnblocked | ConnectionUpdateSecret | ConnectionUpdateSecretOk | ChannelOpen | ChannelOpenOk | ChannelFlow | ChannelFlowOk | ChannelClose | ChannelCloseOk | ExchangeDeclare | ExchangeDeclareOk | ExchangeDelete | ExchangeDeleteOk | ExchangeBind | ExchangeBindOk | ExchangeUnbind | ExchangeUnbindOk | QueueDeclare | QueueDeclareOk | QueueBind | QueueBindOk | QueueUnbind | QueueUnbindOk | QueuePurge | QueuePurgeOk | QueueDelete | QueueDeleteOk | BasicQos | BasicQosOk | BasicConsume | BasicConsumeOk | BasicCancel | BasicCancelOk | BasicPublish | BasicReturn | BasicDeliver | BasicGet | BasicGetOk | BasicGetEmpty | BasicAck | BasicReject | BasicRecoverAsync | BasicRecover | BasicRecoverOk | BasicNack | TxSelect | TxSelectOk | TxCommit | TxCommitOk | TxRollback | TxRollbackOk | ConfirmSelect | ConfirmSelectOk;
+export type MethodArgs = ConnectionStart | ConnectionStartOk | ConnectionSecure | ConnectionSecureOk | ConnectionTune | ConnectionTuneOk | ConnectionOpen | ConnectionOpenOk | ConnectionClose | ConnectionCloseOk | ConnectionBlocked | ConnectionUnblocked | ConnectionUpdateSecret | ConnectionUpdateSecretOk | ChannelOpen | ChannelOpenOk | ChannelFlow | ChannelFlowOk | ChannelClose | ChannelCloseOk | AccessRequest | AccessRequestOk | ExchangeDeclare | ExchangeDeclareOk | ExchangeDelete | ExchangeDeleteOk | ExchangeBind | ExchangeBindOk | ExchangeUnbind | ExchangeUnbindOk | QueueDeclare | QueueDeclareOk | QueueBind | QueueBindOk | QueueUnbind | QueueUnbindOk | QueuePurge | QueuePurgeOk | QueueDelete | QueueDeleteOk | BasicQos | BasicQosOk | BasicConsume | BasicConsumeOk | BasicCancel | BasicCancelOk | BasicPublish | BasicReturn | BasicDeliver | BasicGet | BasicGetOk | BasicGetEmpty | BasicAck | BasicReject | BasicRecoverAsync | BasicRecover | BasicRecoverOk | BasicNack | TxSelect | TxSelectOk | TxCommit | TxCommitOk | TxRollback | TxRollbackOk | ConfirmSelect | ConfirmSelectOk;
 
 /** Decodes the arguments of method `id` from b[o, end); null for an unknown id. */
 export function decodeMethodArgs(id: number, b: Buffer, o: number, end: number): MethodArgs | null {
@@ -1603,6 +1656,10 @@ export function decodeMethodArgs(id: number, b: Buffer, o: number, end: number):
       return decodeChannelClose(b, o, end);
     case 0x00140029:
       return decodeChannelCloseOk(b, o, end);
+    case 0x001e000a:
+      return decodeAccessRequest(b, o, end);
+    case 0x001e000b:
+      return decodeAccessRequestOk(b, o, end);
     case 0x0028000a:
       return decodeExchangeDeclare(b, o, end);
     case 0x0028000b:
@@ -1758,6 +1815,12 @@ export function encodeMethod(w: OutBuffer, channel: number, id: number, args: Me
       return;
     case 0x00140029:
       encodeChannelCloseOk(w, channel, args as ChannelCloseOk);
+      return;
+    case 0x001e000a:
+      encodeAccessRequest(w, channel, args as AccessRequest);
+      return;
+    case 0x001e000b:
+      encodeAccessRequestOk(w, channel, args as AccessRequestOk);
       return;
     case 0x0028000a:
       encodeExchangeDeclare(w, channel, args as ExchangeDeclare);

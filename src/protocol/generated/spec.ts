@@ -103,6 +103,7 @@ export function replyCodeName(code: number): string {
 export const ClassId = {
   CONNECTION: 10,
   CHANNEL: 20,
+  ACCESS: 30,
   EXCHANGE: 40,
   QUEUE: 50,
   BASIC: 60,
@@ -132,6 +133,8 @@ export const Method = {
   CHANNEL_FLOW_OK: 0x00140015,
   CHANNEL_CLOSE: 0x00140028,
   CHANNEL_CLOSE_OK: 0x00140029,
+  ACCESS_REQUEST: 0x001e000a,
+  ACCESS_REQUEST_OK: 0x001e000b,
   EXCHANGE_DECLARE: 0x0028000a,
   EXCHANGE_DECLARE_OK: 0x0028000b,
   EXCHANGE_DELETE: 0x00280014,
@@ -211,6 +214,8 @@ export function isSynchronous(id: number): boolean {
     case 0x00140014:
     case 0x00140028:
     case 0x00140029:
+    case 0x001e000a:
+    case 0x001e000b:
     case 0x0028000a:
     case 0x0028000b:
     case 0x00280014:
@@ -276,6 +281,8 @@ export function isKnownMethod(id: number): boolean {
     case 0x00140015:
     case 0x00140028:
     case 0x00140029:
+    case 0x001e000a:
+    case 0x001e000b:
     case 0x0028000a:
     case 0x0028000b:
     case 0x00280014:
@@ -341,6 +348,7 @@ export function isClientMethod(id: number): boolean {
     case 0x00140015:
     case 0x00140028:
     case 0x00140029:
+    case 0x001e000a:
     case 0x0028000a:
     case 0x00280014:
     case 0x0028001e:
@@ -414,6 +422,10 @@ export function methodName(id: number): string {
       return 'channel.close';
     case 0x00140029:
       return 'channel.close-ok';
+    case 0x001e000a:
+      return 'access.request';
+    case 0x001e000b:
+      return 'access.request-ok';
     case 0x0028000a:
       return 'exchange.declare';
     case 0x0028000b:
@@ -528,6 +540,8 @@ export function responsesOf(id: number): readonly number[] {
       return [0x00140015];
     case 0x00140028:
       return [0x00140029];
+    case 0x001e000a:
+      return [0x001e000b];
     case 0x0028000a:
       return [0x0028000b];
     case 0x00280014:
