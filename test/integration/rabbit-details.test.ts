@@ -14,19 +14,10 @@ import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib, nextChannelError } from '../helpers/consumers.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { drain } from '../helpers/routing.js';
 import { waitFor } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Gets every message of `q` (no-ack), as body strings. */
-async function drainBodies(ch: amqplib.Channel, q: string): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const m = await ch.get(q, { noAck: true });
-    if (m === false) return out;
-    out.push(m.content.toString());
-  }
-}
 
 describe('length limits and consumers', () => {
   it('x-max-length never drops a message a consumer takes at once (drop-head)', async () => {
@@ -43,7 +34,7 @@ describe('length limits and consumers', () => {
       for (let i = 0; i < 5; i++) ch.sendToQueue('q', Buffer.from(`m${i}`));
       await waitFor(() => got.length === 5, 'all five delivered');
       expect(got).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
-      expect(await drainBodies(ch, 'dlq')).toEqual([]);
+      expect(await drain(ch, 'dlq')).toEqual([]);
       await model.close();
       expect(errors).toEqual([]);
     });
@@ -108,8 +99,9 @@ describe('expiry', () => {
       expect((await ch.checkQueue('prio')).messageCount).toBe(2);
       // basic.get takes the head; the expired message now at the head goes at once
       const first = await ch.get('fifo', { noAck: true });
-      expect(first && first.content.toString()).toBe('long');
-      expect(first && first.fields.messageCount).toBe(0);
+      if (first === false) throw new Error('the queue was empty');
+      expect(first.content.toString()).toBe('long');
+      expect(first.fields.messageCount).toBe(0);
       expect((await ch.checkQueue('fifo')).messageCount).toBe(0);
       await model.close();
       expect(errors).toEqual([]);
