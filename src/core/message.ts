@@ -113,9 +113,14 @@ export function plain(v: FieldValue): FieldValue {
 
 /** A copy of `msg` whose headers say how often it was delivered before (quorum queues). */
 export function withDeliveryCount(msg: Message, count: number): Message {
+  return withLongHeader(msg, 'x-delivery-count', count);
+}
+
+/** A copy of `msg` with header `name` set to the long (`l`) `n`, after the headers it has. */
+export function withLongHeader(msg: Message, name: string, n: number): Message {
   msg.reusable = false;
   const properties = editProperties(msg.properties, (props) => {
-    props.headers = { ...(props.headers ?? {}), 'x-delivery-count': new Typed('l', count) };
+    props.headers = { ...(props.headers ?? {}), [name]: new Typed('l', n) };
   });
   return new Message(msg.exchange, msg.routingKey, properties, msg.body);
 }

@@ -11,6 +11,7 @@ import {
   Typed,
   wireTypeOf,
 } from '../protocol/field-table.js';
+import { intervalMs } from './stream-offset.js';
 
 /** Arguments RabbitMQ checks for equivalence on redeclare. */
 const COMPARED = [
@@ -29,6 +30,10 @@ const COMPARED = [
   'x-single-active-consumer',
   'x-delivery-limit',
   'x-queue-type',
+  'x-max-age',
+  'x-stream-max-segment-size-bytes',
+  'x-initial-cluster-size',
+  'x-queue-leader-locator',
 ];
 
 export const QUEUE_TYPES = ['classic', 'quorum', 'stream'];
@@ -198,10 +203,12 @@ export function validateQueueArgs(
     const v = args[k];
     if (v === undefined) continue;
     const bad = rule(v, wireTypeOf(args, k), args);
-    if (bad)
+    if (bad) {
+      if (bad.startsWith(WHOLE)) return bad.slice(WHOLE.length);
       return bad.startsWith('invalid type')
         ? `${bad} in ${queue}`
         : `invalid arg '${k}' for ${queue}: ${bad}`;
+    }
   }
   return null;
 }
@@ -257,4 +264,39 @@ const RULES: [string, Rule][] = [
     (v, w) => (typeof v === 'boolean' ? null : `{unacceptable_type,${typeName(v, w)}}`),
   ],
   ['x-delivery-limit', integer('zero')],
+  ['x-max-age', (v, w) => maxAge(v, w)],
+  ['x-stream-max-segment-size-bytes', (v, w, a) => segmentSize(v, w, a)],
+  ['x-initial-cluster-size', integer('positive')],
+  [
+    'x-queue-leader-locator',
+    (v, w) =>
+      typeof v !== 'string'
+        ? `{unacceptable_type,${typeName(v, w)}}`
+        : oneOf('invalid_queue_locator_arg', ['client-local', 'balanced', 'random', 'least-leaders'])(
+            v,
+            w,
+            {},
+          ),
+  ],
 ];
+
+/** x-max-age: digits and a unit (Y M D h m s), above zero, as RabbitMQ's streams read it. */
+function maxAge(v: FieldValue, wire: FieldType | undefined): string | null {
+  if (Buffer.isBuffer(v)) v = v.toString('utf8');
+  if (typeof v !== 'string') return `{unacceptable_type,${typeName(v, wire)}}`;
+  return intervalMs(v) > 0 ? null : 'invalid_max_age';
+}
+
+/** RabbitMQ caps stream segments at 3,000,000,000 bytes (its text has no "invalid arg" prefix). */
+const MAX_SEGMENT_BYTES = 3_000_000_000;
+
+function segmentSize(v: FieldValue, wire: FieldType | undefined, args: FieldTable): string | null {
+  const bad = integer('zero')(v, wire, args);
+  if (bad) return bad;
+  return Number(v) > MAX_SEGMENT_BYTES
+    ? `${WHOLE}Exceeded max value for x-stream-max-segment-size-bytes`
+    : null;
+}
+
+/** A rule's text that is the whole reply text, not the tail of "invalid arg ...". */
+const WHOLE = '\u0000';

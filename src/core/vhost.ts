@@ -5,7 +5,14 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { accessRefused, commandInvalid, notFound, preconditionFailed, resourceLocked } from '../errors.js';
+import {
+  accessRefused,
+  commandInvalid,
+  notFound,
+  notImplemented,
+  preconditionFailed,
+  resourceLocked,
+} from '../errors.js';
 import { type FieldTable, wireTypeOf } from '../protocol/field-table.js';
 import type { Store } from '../storage/store.js';
 import { ERLANG_ATOMS } from './erlang-atoms.js';
@@ -26,8 +33,9 @@ import { validateXMatch } from './exchange/headers-match.js';
 import { makeExchange } from './exchange/make.js';
 import type { Message } from './message.js';
 import { type DeathReason, Queue } from './queue.js';
-import { argsEquivalence, argTypeName, describe, validateQueueArgs } from './queue-args.js';
+import { argsEquivalence, argTypeName, describe, queueType, validateQueueArgs } from './queue-args.js';
 import { armQueueExpiry } from './queue-expiry.js';
+import { StreamQueue } from './stream-queue.js';
 
 export interface QueueDeclare {
   name: string;
@@ -214,7 +222,8 @@ export class VHost {
     // a queue recovered from the store was valid when declared; later, stricter checks must not drop it
     const invalid = recoveredId === 0 ? validateQueueArgs(d, this.q(name)) : null;
     if (invalid) throw preconditionFailed(invalid);
-    const q = new Queue(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
+    const Type = queueType(d.args) === 'stream' ? StreamQueue : Queue;
+    const q = new Type(name, d.durable, d.autoDelete, d.exclusive ? owner : 0, d.args);
     q.deadLetters = this;
     if (d.durable && !d.exclusive) {
       // exclusive queues die with their connection, so only shared durable queues are stored
@@ -257,8 +266,10 @@ export class VHost {
     const q = this.queues.get(name);
     if (!q) return 0;
     this.checkExclusive(q, owner);
-    if (ifUnused && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
-    if (ifEmpty && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} not empty`);
+    // RabbitMQ's streams ignore if-unused and if-empty
+    const stream = q instanceof StreamQueue;
+    if (ifUnused && !stream && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
+    if (ifEmpty && !stream && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} not empty`);
     return this.removeQueue(q);
   }
 
@@ -303,7 +314,10 @@ export class VHost {
   }
 
   purgeQueue(name: string, owner: number): number {
-    return this.getQueue(name, owner).purge();
+    const q = this.getQueue(name, owner);
+    if (q instanceof StreamQueue)
+      throw notImplemented(`queue.purge not supported by stream queues ${this.q(name)}`);
+    return q.purge();
   }
 
   /** Exclusive queues die with their connection. */

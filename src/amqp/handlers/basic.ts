@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { REPLY_TO } from '../../core/exchange/default.js';
 import { editProperties, Message, withDeliveryCount } from '../../core/message.js';
 import { Queue } from '../../core/queue.js';
-import { argTypeName } from '../../core/queue-args.js';
+import { argTypeName, queueType } from '../../core/queue-args.js';
+import { type StreamStart, streamStart } from '../../core/stream-offset.js';
+import { StreamQueue } from '../../core/stream-queue.js';
 import {
   accessRefused,
   frameError,
@@ -209,13 +211,36 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
     );
   }
   const priority = typeof prio === 'number' ? prio : 0;
+  const start = streamConsume(ch, q, a);
   const c = new Consumer(tag, ch, q, a.noAck, a.exclusive, priority, a.noAck ? 0 : ch.consumerPrefetch);
   ch.consumers.set(tag, c);
   if (!a.noWait) {
     encodeBasicConsumeOk(conn.out, ch.number, { consumerTag: tag });
     conn.markDirty();
   }
-  q.addConsumer(c);
+  if (start !== null && q instanceof StreamQueue) q.attach(c, start);
+  else q.addConsumer(c);
+}
+
+/**
+ * A stream is read with acks and a prefetch, from where x-stream-offset says (RabbitMQ's
+ * checks and texts); other queues refuse x-stream-offset. Returns where a stream consumer starts.
+ */
+function streamConsume(ch: Channel, q: Queue, a: A.BasicConsume): StreamStart | null {
+  const what = `queue '${q.name}' in vhost '${ch.vhost.name}'`;
+  const offset = a.arguments['x-stream-offset'];
+  if (!(q instanceof StreamQueue)) {
+    if (offset === undefined) return null;
+    throw preconditionFailed(
+      `invalid arg 'x-stream-offset' for ${what} of queue type rabbit_${queueType(q.args)}_queue`,
+    );
+  }
+  if (ch.consumerPrefetch === 0) throw preconditionFailed(`consumer prefetch count is not set for '${what}'`);
+  if (a.noAck) throw notImplemented(`automatic acknowledgement not supported by stream queues ${what}`);
+  const start = streamStart(offset, Date.now());
+  if (typeof start === 'string')
+    throw preconditionFailed(`invalid arg 'x-stream-offset' for ${what}: ${start}`);
+  return start;
 }
 
 /** The channel's direct reply-to pseudo-queue (no-ack consumers only). */
@@ -255,6 +280,10 @@ export function basicQos(ch: Channel, a: A.BasicQos): void {
 
 export function basicGet(ch: Channel, a: A.BasicGet): void {
   const q = ch.vhost.getQueue(lastQueueOr(ch, a.queue), ch.conn.id);
+  if (q instanceof StreamQueue)
+    throw notImplemented(
+      `basic.get not supported by stream queues queue '${q.name}' in vhost '${ch.vhost.name}'`,
+    );
   const out = ch.conn.out;
   const entry = q.get();
   if (entry === undefined) {
