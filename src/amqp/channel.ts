@@ -14,10 +14,8 @@ import {
 } from '../errors.js';
 import type * as A from '../protocol/generated/methods.js';
 import {
-  encodeBasicAck,
   encodeBasicCancel,
   encodeBasicDeliver,
-  encodeBasicNack,
   encodeChannelClose,
   encodeChannelCloseOk,
   type MethodArgs,
@@ -25,6 +23,7 @@ import {
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
+import { writeAcks, writeNacks } from './confirms.js';
 import type { Connection } from './connection.js';
 import type { Consumer } from './consumer.js';
 import { writeContent } from './content-writer.js';
@@ -43,8 +42,8 @@ export const ChannelState = {
 } as const;
 export type ChannelState = (typeof ChannelState)[keyof typeof ChannelState];
 
-/** How a delivery is settled. */
-export const Settle = { Ack: 0, Requeue: 1, Reject: 2 } as const;
+/** How a delivery is settled (Requeue: its channel closed or basic.recover; Return: nacked or rejected). */
+export const Settle = { Ack: 0, Requeue: 1, Reject: 2, Return: 3 } as const;
 export type Settle = (typeof Settle)[keyof typeof Settle];
 
 /** A delivery waiting for basic.ack / nack / reject. */
@@ -98,7 +97,8 @@ export class Channel implements ConfirmTarget {
   batchConfirmSeq = 0;
   /** publish sequence numbers to nack instead of ack (rare: refused by x-overflow) */
   nackSeqs: number[] = [];
-  private confirmedSeq = 0;
+  /** highest publish sequence number confirmed (amqp/confirms.ts) */
+  confirmedSeq = 0;
 
   // transactions
   txMode = false;
@@ -284,7 +284,11 @@ export class Channel implements ConfirmTarget {
       c.unacked++;
       this.unackedCount++;
     }
-    const msg = q.countsDeliveries ? withDeliveryCount(entry.msg, entry.deliveries - 1) : entry.msg;
+    // RabbitMQ 3.10 tells a consumer x-delivery-count from the first redelivery (basic.get: always)
+    const msg =
+      q.countsDeliveries && entry.deliveries > 1
+        ? withDeliveryCount(entry.msg, entry.deliveries - 1)
+        : entry.msg;
     const out = this.conn.out;
     encodeBasicDeliver(out, this.number, {
       consumerTag: c.tag,
@@ -343,7 +347,7 @@ export class Channel implements ConfirmTarget {
       if (how === Settle.Ack) {
         u.queue.settle(u.entry);
         this.conn.bodies.settled(u.entry, u.flush);
-      } else if (how === Settle.Requeue) u.queue.requeue(u.entry);
+      } else if (how !== Settle.Reject) u.queue.requeue(u.entry, how === Settle.Return);
       else u.queue.reject(u.entry);
       if (c?.active && this.globalPrefetch === 0) c.queue.wake();
     }
@@ -395,35 +399,11 @@ export class Channel implements ConfirmTarget {
   // ---------------------------------------------------------------- confirms
 
   confirmUpTo(seq: number): void {
-    if (this.state !== ChannelState.Open || seq <= this.confirmedSeq) return;
-    const out = this.conn.out;
-    // publishes refused by a queue (x-overflow reject-publish) are nacked one by one
-    while (this.nackSeqs.length > 0 && this.nackSeqs[0]! <= seq) {
-      const n = this.nackSeqs.shift()!;
-      if (n - 1 > this.confirmedSeq) {
-        encodeBasicAck(out, this.number, { deliveryTag: n - 1, multiple: n - 1 > this.confirmedSeq + 1 });
-      }
-      // RabbitMQ's nacks carry requeue=1 (the field's default there)
-      encodeBasicNack(out, this.number, { deliveryTag: n, multiple: false, requeue: true });
-      this.confirmedSeq = n;
-    }
-    if (seq > this.confirmedSeq) {
-      encodeBasicAck(out, this.number, { deliveryTag: seq, multiple: seq > this.confirmedSeq + 1 });
-      this.confirmedSeq = seq;
-    }
-    this.conn.markDirty();
+    if (this.state === ChannelState.Open && seq > this.confirmedSeq) writeAcks(this, seq);
   }
 
   rejectUpTo(seq: number): void {
-    if (this.state !== ChannelState.Open || seq <= this.confirmedSeq) return;
-    encodeBasicNack(this.conn.out, this.number, {
-      deliveryTag: seq,
-      multiple: seq > this.confirmedSeq + 1,
-      // not requeue=1 as RabbitMQ's: @cloudamqp/amqp-client reads multiple only from a bits byte of 1
-      requeue: false,
-    });
-    this.confirmedSeq = seq;
-    this.conn.markDirty();
+    if (this.state === ChannelState.Open && seq > this.confirmedSeq) writeNacks(this, seq);
   }
 
   // ---------------------------------------------------------------- closing

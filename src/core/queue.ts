@@ -6,6 +6,7 @@
  */
 import type { FieldTable } from '../protocol/field-table.js';
 import type { RecoveredMessage, Store } from '../storage/store.js';
+import { ConsumerRing } from './consumer-ring.js';
 import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import { Message } from './message.js';
@@ -69,7 +70,8 @@ export class Queue implements Destination, Pager {
   routeEpoch = 0;
   readonly inbound = new Set<Binding>();
   ready: ReadyList;
-  consumers: QueueConsumer[] = [];
+  /** its consumers and the choice among them (x-single-active-consumer included) */
+  private readonly ring: ConsumerRing<QueueConsumer>;
   /** publishers held while consumers wait on their sockets (queue-congestion.ts) */
   readonly congestion: Congestion = new Congestion(this);
   /** delivered, not yet acknowledged */
@@ -87,12 +89,8 @@ export class Queue implements Destination, Pager {
   /** set by the vhost when the queue has a dead-letter exchange */
   deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
-  /** x-single-active-consumer: the consumer that has the queue (null: choose at the next pick) */
-  private active: QueueConsumer | null = null;
   /** after an unclean start: entries with seq below this count as possibly delivered */
   private recoveredUpTo = 0;
-  private rr = 0;
-  private mixedPriorities = false;
   // x-arguments
   private readonly ttl: number;
   private readonly maxLength: number;
@@ -104,8 +102,6 @@ export class Queue implements Destination, Pager {
   readonly countsDeliveries: boolean;
   /** quorum x-delivery-limit: a message returned more often is dead-lettered; -1 = none */
   private readonly deliveryLimit: number;
-  /** x-single-active-consumer: one consumer at a time gets messages; the others wait their turn */
-  private readonly singleActive: boolean;
   private expiryTimer: NodeJS.Timeout | null = null;
   private expiryAt = 0;
 
@@ -132,7 +128,7 @@ export class Queue implements Destination, Pager {
     this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
     this.countsDeliveries = args['x-queue-type'] === 'quorum';
     this.deliveryLimit = this.countsDeliveries ? num('x-delivery-limit') : -1;
-    this.singleActive = args['x-single-active-consumer'] === true;
+    this.ring = new ConsumerRing(args['x-single-active-consumer'] === true);
     const maxPriority = num('x-max-priority');
     this.ready = maxPriority > 0 ? new PriorityReady(Math.min(maxPriority, 255)) : new FifoReady();
   }
@@ -146,7 +142,12 @@ export class Queue implements Destination, Pager {
   }
 
   get consumerCount(): number {
-    return this.consumers.length;
+    return this.ring.length;
+  }
+
+  /** Its consumers, highest priority first. */
+  get consumers(): readonly QueueConsumer[] {
+    return this.ring.list;
   }
 
   /**
@@ -183,14 +184,14 @@ export class Queue implements Destination, Pager {
     this.ready.push(e);
     if (limited) this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);
-    if (this.consumers.length > 0) scheduleDelivery(this);
+    if (this.ring.length > 0) scheduleDelivery(this);
     return true;
   }
 
   /** Hands an arriving entry straight to a consumer when nothing waits ahead of it. */
   private takeNow(e: QueueEntry): boolean {
     if (this.ready.length > 0) return false;
-    const c = this.pick();
+    const c = this.ring.pick();
     if (c === null) return false;
     this.unacked++;
     c.deliver(this, e);
@@ -260,7 +261,7 @@ export class Queue implements Destination, Pager {
   // ---------------------------------------------------------------- delivery
 
   /** Puts a delivered entry back at its original position, to be redelivered. */
-  requeue(entry: QueueEntry): void {
+  requeue(entry: QueueEntry, returned = false): void {
     this.unacked--;
     if (this.deleted) {
       this.forget(entry);
@@ -272,9 +273,23 @@ export class Queue implements Destination, Pager {
       this.dead(entry.msg, 'delivery_limit');
       return;
     }
-    this.ready.requeue(entry);
+    // a quorum queue puts what a consumer nacked or rejected at the back (RabbitMQ 3.10); what
+    // comes back because its channel closed keeps its place
+    if (returned && this.countsDeliveries) this.ready.push(this.toBack(entry));
+    else this.ready.requeue(entry);
     if (entry.expiresAt !== 0) this.armExpiry(entry.expiresAt);
-    if (this.consumers.length > 0) scheduleDelivery(this);
+    if (this.ring.length > 0) scheduleDelivery(this);
+  }
+
+  /** The entry again with a position after every other (re-recorded under it in the store). */
+  private toBack(e: QueueEntry): QueueEntry {
+    const back = new QueueEntry(e.msg, this.nextSeq++, e.expiresAt);
+    back.deliveries = e.deliveries;
+    if (e.storeState !== 0) {
+      this.store!.remove(this.id, e, e.msg);
+      this.store!.enqueue(this.id, back, e.msg);
+    }
+    return back;
   }
 
   /** A delivered entry was acknowledged (or dropped). */
@@ -385,34 +400,23 @@ export class Queue implements Destination, Pager {
   addConsumer(c: QueueConsumer): void {
     this.hadConsumer = true;
     this.lastUsed = Date.now();
-    // keep consumers sorted by priority, highest first; equal priorities in arrival order
-    let i = this.consumers.length;
-    while (i > 0 && this.consumers[i - 1]!.priority < c.priority) i--;
-    this.consumers.splice(i, 0, c);
-    if (this.singleActive && this.active === null) this.active = c; // the first to come keeps it
-    this.mixedPriorities = this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
+    this.ring.add(c);
     if (this.ready.length > 0) scheduleDelivery(this);
   }
 
   /** Detaches a consumer; returns true when an auto-delete queue should now be deleted. */
   removeConsumer(c: QueueConsumer): boolean {
-    const i = this.consumers.indexOf(c);
-    if (i < 0) return false;
-    this.consumers.splice(i, 1);
-    if (this.active === c) this.active = null;
-    if (this.rr > i) this.rr--;
+    if (!this.ring.remove(c)) return false;
     this.lastUsed = Date.now();
-    this.mixedPriorities =
-      this.consumers.length > 0 && this.consumers.some((x) => x.priority !== this.consumers[0]!.priority);
     this.congestion.releaseAll();
     // another consumer may take over (single active consumer, or one with room)
-    if (this.ready.length > 0 && this.consumers.length > 0) scheduleDelivery(this);
-    return this.autoDelete && this.hadConsumer && this.consumers.length === 0;
+    if (this.ready.length > 0 && this.ring.length > 0) scheduleDelivery(this);
+    return this.autoDelete && this.hadConsumer && this.ring.length === 0;
   }
 
   /** A consumer may take messages again (acked, drained, flow on). */
   wake(): void {
-    if (this.ready.length > 0 && this.consumers.length > 0) scheduleDelivery(this);
+    if (this.ready.length > 0 && this.ring.length > 0) scheduleDelivery(this);
   }
 
   /**
@@ -429,7 +433,7 @@ export class Queue implements Destination, Pager {
         more = true;
         break;
       }
-      const c = this.pick();
+      const c = this.ring.pick();
       if (c === null) break;
       const e = ready.shift()!;
       this.unacked++;
@@ -440,56 +444,13 @@ export class Queue implements Destination, Pager {
     return more;
   }
 
-  /** Round-robin among the highest-priority consumers that can take a message. */
-  private pick(): QueueConsumer | null {
-    const cs = this.consumers;
-    const n = cs.length;
-    if (n === 0) return null;
-    // x-single-active-consumer: the active consumer keeps the queue until it goes, even if one of
-    // higher priority joins (RabbitMQ 3.10); then the highest-priority, earliest one takes over
-    if (this.singleActive) {
-      if (this.active === null) this.active = cs[0]!;
-      return this.active.canTake() ? this.active : null;
-    }
-    if (!this.mixedPriorities) {
-      for (let k = 0; k < n; k++) {
-        const i = (this.rr + k) % n;
-        const c = cs[i]!;
-        if (c.canTake()) {
-          this.rr = (i + 1) % n;
-          return c;
-        }
-      }
-      return null;
-    }
-    // priority groups are contiguous (sorted); lower groups only get what higher ones cannot take
-    let start = 0;
-    while (start < n) {
-      let end = start + 1;
-      while (end < n && cs[end]!.priority === cs[start]!.priority) end++;
-      const len = end - start;
-      for (let k = 0; k < len; k++) {
-        const i = start + ((this.rr + k) % len);
-        const c = cs[i]!;
-        if (c.canTake()) {
-          this.rr = i + 1 - start;
-          return c;
-        }
-      }
-      start = end;
-    }
-    return null;
-  }
-
   /** Marks the queue deleted and tells its consumers; returns the number of ready messages dropped. */
   markDeleted(): number {
     this.deleted = true;
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
     this.expiryTimer = null;
     const n = this.purge();
-    const cs = this.consumers;
-    this.consumers = [];
-    this.active = null;
+    const cs = this.ring.clear();
     this.congestion.releaseAll();
     for (const c of cs) c.cancelledByQueue();
     return n;

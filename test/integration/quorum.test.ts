@@ -4,8 +4,12 @@
  * the limit, and each queue type refuses the arguments only other types take. Expected values
  * were checked against RabbitMQ 3.10.8 with the same client calls.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AMQPMessage } from '@cloudamqp/amqp-client';
 import { describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker.js';
 import { withBroker } from '../helpers/broker.js';
 import { amqpClientRefusal, connectAmqpClient } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
@@ -17,7 +21,7 @@ function deliveryCount(m: AMQPMessage | null): unknown {
 }
 
 describe('quorum queues', () => {
-  it('every delivery carries x-delivery-count, from 0, next to the headers the publisher set', async () => {
+  it('x-delivery-count: basic.get always tells it (from 0), a consumer from the first redelivery', async () => {
     await withBroker(async (broker) => {
       const { client } = await connectAmqpClient(broker.url);
       const ch = await client.channel();
@@ -34,15 +38,15 @@ describe('quorum queues', () => {
         await m!.nack(true);
       }
       expect(counts).toEqual([0, 1, 2]);
-      // consumers see the same count, 0 for a message not delivered before
-      await ch.basicPublish('', 'qq', 'n');
+      // consumers see the count once a message was delivered before; a first delivery has none
+      await ch.basicPublish('', 'qq', 'n', { headers: { h: 2 } });
       const seen: unknown[] = [];
       await ch.basicConsume('qq', { noAck: false }, (m) => {
         seen.push(deliveryCount(m));
         void m.ack();
       });
       await waitFor(() => seen.length === 2, 'the consumer deliveries');
-      expect(seen).toEqual([3, 0]);
+      expect(seen).toEqual([3, undefined]);
       // classic queues add nothing
       const c = await ch.basicGet('classic', { noAck: true });
       expect(c?.properties.headers).toBeUndefined();
@@ -108,6 +112,95 @@ describe('quorum queues', () => {
       expect(await ch.basicGet('qq0', { noAck: false })).toBeNull();
       expect((await ch.queueDeclare('qq0', { passive: true })).messageCount).toBe(0);
       await client.close();
+    });
+  });
+
+  it('a nacked or rejected message goes to the back; one whose channel closed keeps its place', async () => {
+    await withBroker(async (broker) => {
+      const { client, errors } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qq', { durable: true }, QUORUM);
+      const order = async (settle: 'nack' | 'reject' | 'close') => {
+        for (const b of ['m0', 'm1', 'm2', 'm3']) await ch.basicPublish('', 'qq', b, { deliveryMode: 2 });
+        if (settle === 'close') {
+          // a channel holding m0 and m1 closes: both come back first, in order
+          const holder = await client.channel();
+          await holder.basicQos(2);
+          const held: string[] = [];
+          await holder.basicConsume('qq', { noAck: false }, (m) => {
+            held.push(m.bodyString()!);
+          });
+          await waitFor(() => held.length === 2, 'two held');
+          await holder.close();
+        }
+        const sub = await client.channel();
+        await sub.basicQos(1);
+        const got: string[] = [];
+        let first = true;
+        await sub.basicConsume('qq', { noAck: false }, (m) => {
+          got.push(`${m.bodyString()}${m.redelivered ? '*' : ''}`);
+          if (first && settle !== 'close') {
+            first = false;
+            void (settle === 'nack' ? m.nack(true) : m.reject(true));
+          } else void m.ack();
+        });
+        await waitFor(() => got.length === (settle === 'close' ? 4 : 5), 'every delivery');
+        await sub.close();
+        return got.join(' ');
+      };
+      expect(await order('nack')).toBe('m0 m1 m2 m3 m0*');
+      expect(await order('reject')).toBe('m0 m1 m2 m3 m0*');
+      expect(await order('close')).toBe('m0* m1* m2 m3');
+      await client.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('a message moved to the back is stored once, under its new place, and survives a restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-quorum-'));
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      let broker = await start();
+      let client = (await connectAmqpClient(broker.url)).client;
+      let ch = await client.channel();
+      await ch.queueDeclare('qq', { durable: true }, QUORUM);
+      for (const b of ['a', 'b']) await ch.basicPublish('', 'qq', b, { deliveryMode: 2 });
+      await ch.basicQos(1);
+      const got: string[] = [];
+      await ch.basicConsume('qq', { noAck: false }, (m) => {
+        got.push(m.bodyString()!);
+        if (got.length <= 2) void m.nack(true); // the third stays unacked until the close
+      });
+      await waitFor(() => got.length === 3, 'a, b, then a again');
+      expect(got).toEqual(['a', 'b', 'a']);
+      await client.close();
+      await broker.stop();
+      broker = await start();
+      client = (await connectAmqpClient(broker.url)).client;
+      ch = await client.channel();
+      expect((await ch.queueDeclare('qq', { passive: true })).messageCount).toBe(2);
+      const seen: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await ch.basicGet('qq', { noAck: true });
+        seen.push(m && [m.bodyString(), deliveryCount(m)]);
+      }
+      expect(seen).toEqual([['a', 2], ['b', 1], null]);
+      await client.close();
+      await broker.stop();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a consumer on a channel with a global prefetch (540), as RabbitMQ 3.10', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qq', { durable: true }, QUORUM);
+      await ch.basicQos(10, 0, true);
+      const err = await ch.basicConsume('qq', { noAck: false }, () => {}).catch((e: Error) => e);
+      expect(String(err)).toContain("NOT_IMPLEMENTED - queue 'qq' in vhost '/' does not support global qos");
+      expect(client.closed).toBe(true);
     });
   });
 

@@ -211,6 +211,9 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
     );
   }
   const priority = typeof prio === 'number' ? prio : 0;
+  // RabbitMQ 3.10's quorum queues refuse a channel with a global prefetch (540)
+  if (ch.globalPrefetch > 0 && queueType(q.args) === 'quorum')
+    throw notImplemented(`queue '${q.name}' in vhost '${ch.vhost.name}' does not support global qos`);
   const start = streamConsume(ch, q, a);
   const c = new Consumer(tag, ch, q, a.noAck, a.exclusive, priority, a.noAck ? 0 : ch.consumerPrefetch);
   ch.consumers.set(tag, c);
@@ -312,11 +315,11 @@ export function basicAck(ch: Channel, a: A.BasicAck): void {
 }
 
 export function basicNack(ch: Channel, a: A.BasicNack): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue ? Settle.Requeue : Settle.Reject);
+  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue ? Settle.Return : Settle.Reject);
 }
 
 export function basicReject(ch: Channel, a: A.BasicReject): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue ? Settle.Requeue : Settle.Reject);
+  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue ? Settle.Return : Settle.Reject);
 }
 
 /** Outside a tx the deliveries are settled now; inside one they are held until commit. */

@@ -1,0 +1,97 @@
+/**
+ * A queue's consumers, highest priority first (equal priorities in arrival order), and the
+ * choice of the next one to deliver to: round-robin among the highest-priority consumers that
+ * can take a message, lower priorities only getting what higher ones cannot take; or, with
+ * x-single-active-consumer, the one active consumer.
+ */
+
+export interface RingMember {
+  readonly priority: number;
+  /** true when it may take one more message now */
+  canTake(): boolean;
+}
+
+export class ConsumerRing<C extends RingMember> {
+  /** sorted by priority, highest first */
+  list: C[] = [];
+  /** x-single-active-consumer: the consumer that has the queue (null: choose at the next pick) */
+  private active: C | null = null;
+  private rr = 0;
+  private mixedPriorities = false;
+
+  constructor(private readonly singleActive: boolean) {}
+
+  get length(): number {
+    return this.list.length;
+  }
+
+  add(c: C): void {
+    const cs = this.list;
+    let i = cs.length;
+    while (i > 0 && cs[i - 1]!.priority < c.priority) i--;
+    cs.splice(i, 0, c);
+    if (this.singleActive && this.active === null) this.active = c; // the first to come keeps it
+    this.mixedPriorities = cs.some((x) => x.priority !== cs[0]!.priority);
+  }
+
+  /** Takes `c` out; false when it was not in. */
+  remove(c: C): boolean {
+    const cs = this.list;
+    const i = cs.indexOf(c);
+    if (i < 0) return false;
+    cs.splice(i, 1);
+    if (this.active === c) this.active = null;
+    if (this.rr > i) this.rr--;
+    this.mixedPriorities = cs.length > 0 && cs.some((x) => x.priority !== cs[0]!.priority);
+    return true;
+  }
+
+  /** Empties the ring; returns who was in it. */
+  clear(): C[] {
+    const cs = this.list;
+    this.list = [];
+    this.active = null;
+    return cs;
+  }
+
+  /** The consumer to deliver to next, or null when none can take a message. */
+  pick(): C | null {
+    const cs = this.list;
+    const n = cs.length;
+    if (n === 0) return null;
+    // x-single-active-consumer: the active consumer keeps the queue until it goes, even if one of
+    // higher priority joins (RabbitMQ 3.10); then the highest-priority, earliest one takes over
+    if (this.singleActive) {
+      if (this.active === null) this.active = cs[0]!;
+      return this.active.canTake() ? this.active : null;
+    }
+    if (!this.mixedPriorities) {
+      for (let k = 0; k < n; k++) {
+        const i = (this.rr + k) % n;
+        const c = cs[i]!;
+        if (c.canTake()) {
+          this.rr = (i + 1) % n;
+          return c;
+        }
+      }
+      return null;
+    }
+    // priority groups are contiguous (sorted); lower groups only get what higher ones cannot take
+    let start = 0;
+    while (start < n) {
+      let end = start + 1;
+      while (end < n && cs[end]!.priority === cs[start]!.priority) end++;
+      const len = end - start;
+      for (let k = 0; k < len; k++) {
+        const i = start + ((this.rr + k) % len);
+        const c = cs[i]!;
+        if (c.canTake()) {
+          this.rr = i + 1 - start;
+          return c;
+        }
+      }
+      start = end;
+    }
+    return null;
+  }
+}
