@@ -199,7 +199,7 @@ function genDecodeField(
       return;
     case 'shortstr':
       lines.push('  n = b[o]!;');
-      if (keep) lines.push(`  const ${v} = b.toString('utf8', o + 1, o + 1 + n);`);
+      if (keep) lines.push(`  const ${v} = shortstr(b, o + 1, n);`);
       lines.push('  o += 1 + n;');
       return;
     case 'longstr':
@@ -267,10 +267,20 @@ function genEncodeFields(spec: Spec, fields: SpecField[], lines: string[]): void
 
 function genMethods(spec: Spec): string {
   const out: string[] = [HEADER];
+  out.push("import { isUtf8 } from 'node:buffer';");
   out.push("import { decodeTable, encodeTable, type FieldTable, readU64 } from '../field-table.js';");
   out.push("import type { OutBuffer } from '../out-buffer.js';\n");
-  out.push('/** Thrown when a method frame is shorter or longer than its fields. */');
+  out.push(
+    '/** Thrown when a method frame is shorter or longer than its fields, or a field is malformed. */',
+  );
   out.push('export class MethodSyntaxError extends Error {}\n');
+  out.push('/** A shortstr method field; one that is not UTF-8 is a frame error, as RabbitMQ has it. */');
+  out.push('function shortstr(b: Buffer, at: number, n: number): string {');
+  out.push("  const s = b.toString('utf8', at, at + n);");
+  out.push("  if (s.indexOf('\\uFFFD') >= 0 && !isUtf8(b.subarray(at, at + n)))");
+  out.push("    throw new MethodSyntaxError('Malformed UTF-8 in shortstr');");
+  out.push('  return s;');
+  out.push('}\n');
   const all = spec.classes.flatMap((c) => c.methods.map((m) => ({ c, m })));
   for (const { c, m } of all) {
     const fields = m.fields.filter((f) => !f.reserved);

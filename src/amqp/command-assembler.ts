@@ -55,6 +55,13 @@ export class CommandAssembler {
         this.methodId,
       );
     }
+    // a weight other than 0 is not a content header RabbitMQ recognises
+    if (buf.readUInt16BE(off + 2) !== 0) {
+      throw unexpectedFrame(
+        `expected content header for class ${expectedClass}, got non content header frame instead`,
+        this.methodId,
+      );
+    }
     const size = readU64(buf, off + 4);
     if (size > maxBodySize) {
       throw preconditionFailed(

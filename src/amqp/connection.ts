@@ -35,7 +35,7 @@ import { decodeArgs } from './decode-args.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
 import { handshakeMethod, readProtocolHeader } from './handshake.js';
-import { HEARTBEAT_FRAME, Heartbeat, type HeartbeatOwner } from './heartbeat.js';
+import { checkHeartbeatFrame, HEARTBEAT_FRAME, Heartbeat, type HeartbeatOwner } from './heartbeat.js';
 import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
 
 export const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
@@ -176,8 +176,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
           return;
         case 8:
           // heartbeat: receipt alone resets the missed-heartbeat count
-          if (channel !== 0)
-            throw unexpectedFrame(`heartbeat frame on channel ${channel}; heartbeats use channel 0`);
+          checkHeartbeatFrame(channel, buf, off, len);
           return;
         default:
           throw frameError(`unknown frame type ${type}`);

@@ -4,6 +4,8 @@ import { TableError } from '../protocol/field-table.js';
 import { decodeMethodArgs, type MethodArgs, MethodSyntaxError } from '../protocol/generated/methods.js';
 import { isKnownMethod, methodName } from '../protocol/generated/spec.js';
 
+const MALFORMED = 'Malformed UTF-8 in shortstr';
+
 /**
  * Decodes the arguments of method `id` from a method frame's payload `buf[off, off + len)`
  * (which starts with the method id). An unknown method is a 540 connection error; any fault in
@@ -20,7 +22,8 @@ export function decodeArgs(id: number, buf: Buffer, off: number, len: number): M
       e instanceof MethodSyntaxError || e instanceof TableError
         ? e.message
         : 'the frame is shorter than its fields';
-    throw frameError(`cannot decode ${methodName(id)}: ${why}`);
+    // RabbitMQ names a malformed string alone
+    throw frameError(why === MALFORMED ? why : `cannot decode ${methodName(id)}: ${why}`);
   }
   return args!;
 }

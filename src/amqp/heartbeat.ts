@@ -5,7 +5,24 @@
  * The connection only flips two flags per read/flush; the timer does the rest.
  */
 
+import { frameError, unexpectedFrame } from '../errors.js';
+
 export const HEARTBEAT_FRAME = Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]);
+
+/** A heartbeat frame from the peer: on channel 0 (else 505) and empty (else 501, RabbitMQ's text). */
+export function checkHeartbeatFrame(channel: number, buf: Buffer, off: number, len: number): void {
+  if (channel === 0 && len === 0) return;
+  const octets = `type 8, all octets = ${erlangBinary(buf.subarray(off, off + len))}`;
+  if (channel !== 0) throw unexpectedFrame(octets);
+  throw frameError(`${octets}: unknown_frame`);
+}
+
+/** Bytes as Erlang prints a binary: <<"text">> when printable, else <<1,2,3>>. */
+function erlangBinary(b: Buffer): string {
+  if (b.length > 0 && b.every((c) => c >= 0x20 && c < 0x7f))
+    return `<<"${b.toString('latin1').replace(/["\\]/g, '\\$&')}">>`;
+  return `<<${[...b].join(',')}>>`;
+}
 
 export interface HeartbeatOwner {
   /** writes and flushes one heartbeat frame */

@@ -259,3 +259,18 @@ describe('resource alarms', () => {
     );
   });
 });
+
+describe('names', () => {
+  it('exchange.declare and queue.declare drop CR and LF from names, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      expect((await ch.assertQueue('a\r\nb', { durable: false })).queue).toBe('ab');
+      await ch.checkQueue('ab');
+      await ch.assertExchange('x\r\ny', 'direct', { durable: false });
+      await ch.checkExchange('xy');
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+});

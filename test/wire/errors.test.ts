@@ -310,7 +310,53 @@ describe('frames on the wrong channel', () => {
       const c = await openWithChannel(broker.port);
       try {
         c.write(frame(8, 1, Buffer.alloc(0)));
-        await expectHardClose(c, { code: 505, text: 'UNEXPECTED_FRAME - ', classId: 0, methodId: 0 });
+        await expectHardClose(c, {
+          code: 505,
+          text: 'UNEXPECTED_FRAME - type 8, all octets = <<>>',
+          exact: true,
+          classId: 0,
+          methodId: 0,
+        });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('a heartbeat frame with a payload is a 501, in RabbitMQ words', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.write(frame(8, 0, Buffer.from('xy')));
+        await expectHardClose(c, {
+          code: 501,
+          text: 'FRAME_ERROR - type 8, all octets = <<"xy">>: unknown_frame',
+          exact: true,
+          classId: 0,
+          methodId: 0,
+        });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('a name that is not UTF-8 is a 501 (Malformed UTF-8 in shortstr)', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        const b = bytes((w) => M.encodeQueueDeclare(w, 1, { queue: 'ab', arguments: {} } as M.QueueDeclare));
+        b[b.indexOf(Buffer.from([2, 0x61, 0x62])) + 1] = 0xff;
+        c.write(b);
+        await expectHardClose(c, {
+          code: 501,
+          text: 'FRAME_ERROR - Malformed UTF-8 in shortstr',
+          exact: true,
+          classId: 50,
+          methodId: 10,
+        });
       } finally {
         c.close();
       }
@@ -429,6 +475,22 @@ describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
         c.send((w) => M.encodeChannelFlow(w, 1, { active: true }));
         await expectHardClose(c, { code: 505, text: NON_HEADER, exact: true, classId: 60, methodId: 40 });
         expect(c.frames.some((f) => f.methodId === Method.CHANNEL_FLOW_OK)).toBe(false);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('a content header with a weight other than 0 is not a content header (505)', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        publish(c, 1);
+        const h = contentHeader(60, 1);
+        h.writeUInt16BE(1, 2);
+        c.write(frame(2, 1, h));
+        await expectHardClose(c, { code: 505, text: NON_HEADER, exact: true, classId: 60, methodId: 40 });
       } finally {
         c.close();
       }

@@ -8,8 +8,21 @@ import {
 } from '../../protocol/generated/methods.js';
 import type { Channel } from '../channel.js';
 
+/** RabbitMQ drops CR and LF from the names in exchange.declare and queue.declare. */
+export function stripCrLf(name: string): string {
+  return name.includes('\r') || name.includes('\n') ? name.replace(/[\r\n]/g, '') : name;
+}
+
 export function exchangeDeclare(ch: Channel, a: A.ExchangeDeclare): void {
-  ch.vhost.declareExchange(a.exchange, a.type, a.passive, a.durable, a.autoDelete, a.internal, a.arguments);
+  ch.vhost.declareExchange(
+    stripCrLf(a.exchange),
+    a.type,
+    a.passive,
+    a.durable,
+    a.autoDelete,
+    a.internal,
+    a.arguments,
+  );
   if (!a.noWait) {
     encodeExchangeDeclareOk(ch.conn.out, ch.number, {});
     ch.conn.markDirty();

@@ -10,6 +10,7 @@ import {
 } from '../../protocol/generated/methods.js';
 import type { Channel } from '../channel.js';
 import { lastQueueOr } from './basic.js';
+import { stripCrLf } from './exchange.js';
 
 export function queueDeclare(ch: Channel, a: A.QueueDeclare): void {
   const out = ch.conn.out;
@@ -23,7 +24,7 @@ export function queueDeclare(ch: Channel, a: A.QueueDeclare): void {
   }
   const q = ch.vhost.declareQueue(
     {
-      name: a.queue,
+      name: stripCrLf(a.queue),
       passive: a.passive,
       durable: a.durable,
       exclusive: a.exclusive,
