@@ -268,6 +268,13 @@ const RULES: [string, Rule][] = [
   ['x-stream-max-segment-size-bytes', (v, w, a) => segmentSize(v, w, a)],
   ['x-initial-cluster-size', integer('positive')],
   [
+    'x-dead-letter-strategy',
+    (v, w) =>
+      typeof v !== 'string'
+        ? `{unacceptable_type,${typeName(v, w)}}`
+        : oneOf('invalid_dlx_strategy', ['at-most-once', 'at-least-once'])(v, w, {}),
+  ],
+  [
     'x-queue-leader-locator',
     (v, w) =>
       typeof v !== 'string'

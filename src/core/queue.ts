@@ -182,7 +182,7 @@ export class Queue implements Destination, Pager {
     // as RabbitMQ: a message a consumer takes at once never counts against a length limit
     if (limited && this.takeNow(e)) return true;
     this.ready.push(e);
-    if (limited) this.dropOverflow();
+    if (limited && this.overflow === 'drop-head') this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);
     if (this.ring.length > 0) scheduleDelivery(this);
     return true;
@@ -199,6 +199,12 @@ export class Queue implements Destination, Pager {
   }
 
   private full(incoming: number): boolean {
+    // a quorum queue refuses only once it is over the limit, so it takes one message past it
+    if (this.countsDeliveries)
+      return (
+        (this.maxLength >= 0 && this.ready.length > this.maxLength) ||
+        (this.maxBytes >= 0 && this.ready.bytes > this.maxBytes)
+      );
     return (
       (this.maxLength >= 0 && this.ready.length >= this.maxLength) ||
       (this.maxBytes >= 0 && this.ready.bytes + incoming > this.maxBytes)

@@ -31,6 +31,8 @@ export function streamStart(v: FieldValue, now: number): StreamStart | string {
     if (v === 'first' || v === 'last' || v === 'next') return { kind: v };
     const ms = intervalMs(v);
     if (ms > 0) return { kind: 'time', ms: now - ms };
+    // what starts with digits was read as an interval: RabbitMQ's text for one that is not
+    if (/^\d/.test(v)) return `{invalid_stream_offset_arg,{longstr,<<"${v}">>}}`;
     return `expected 'first', 'last', 'next', an offset, a timestamp or an interval such as '1h', got '${v}'`;
   }
   if (typeof v === 'bigint') return { kind: 'offset', offset: Number(v) };

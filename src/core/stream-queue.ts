@@ -107,6 +107,11 @@ export class StreamQueue extends Queue {
     return this.end - this.first;
   }
 
+  /** declare-ok's consumer count: RabbitMQ 3.10 says 0 for streams, whoever reads them. */
+  override get consumerCount(): number {
+    return 0;
+  }
+
   override attachStore(store: Store, id: number): void {
     this.store = store;
     this.id = id;
@@ -220,13 +225,14 @@ export class StreamQueue extends Queue {
         at = this.end;
         break;
       case 'offset':
-        at = Math.min(Math.max(start.offset, this.first), this.end);
+        // an offset not written yet: the reader waits for it (RabbitMQ)
+        at = Math.max(start.offset, this.first);
         break;
       case 'time':
         at = this.offsetAt(start.ms);
         break;
     }
-    this.readers.push(new Reader(c, Math.min(at, this.end)));
+    this.readers.push(new Reader(c, at));
     this.addConsumer(c);
     if (at < this.end) scheduleDelivery(this);
   }
@@ -322,7 +328,10 @@ export class StreamQueue extends Queue {
     this.unacked--;
   }
 
-  /** A nack or reject gives credit too; nothing is requeued or dead-lettered (RabbitMQ streams). */
+  /**
+   * Deliveries a closing channel held: the message stays in the log, nothing is redelivered
+   * (a nack or reject of a stream delivery is refused before it gets here).
+   */
   override requeue(_entry: QueueEntry): void {
     this.unacked--;
   }

@@ -266,8 +266,14 @@ export class VHost {
     const q = this.queues.get(name);
     if (!q) return 0;
     this.checkExclusive(q, owner);
-    // RabbitMQ's streams ignore if-unused and if-empty
+    // RabbitMQ's streams ignore if-unused and if-empty; its quorum queues refuse them (540)
     const stream = q instanceof StreamQueue;
+    if (queueType(q.args) === 'quorum' && (ifUnused || ifEmpty)) {
+      const flag = ifUnused ? 'if-unused' : 'if-empty';
+      throw notImplemented(
+        `cannot delete ${this.q(name)}. queue.delete operations with ${flag} flag set are not supported by quorum queues`,
+      );
+    }
     if (ifUnused && !stream && q.consumerCount > 0) throw preconditionFailed(`${this.q(name)} in use`);
     if (ifEmpty && !stream && q.messageCount > 0) throw preconditionFailed(`${this.q(name)} not empty`);
     return this.removeQueue(q);

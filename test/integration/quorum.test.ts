@@ -192,6 +192,65 @@ describe('quorum queues', () => {
     }
   });
 
+  it('reject-publish refuses only once the queue is over its limit; delete with if-empty or if-unused is 540', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.confirmSelect();
+      await ch.queueDeclare(
+        'qq',
+        { durable: true },
+        { ...QUORUM, 'x-max-length': 2, 'x-overflow': 'reject-publish' },
+      );
+      const answers: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        answers.push(
+          await ch.basicPublish('', 'qq', `m${i}`).then(
+            () => 'ack',
+            () => 'nack',
+          ),
+        );
+      }
+      // RabbitMQ 3.10: ack, ack, ack, nack (a classic queue nacks the third)
+      expect(answers).toEqual(['ack', 'ack', 'ack', 'nack']);
+      expect((await ch.queueDeclare('qq', { passive: true })).messageCount).toBe(3);
+      for (const [opts, flag] of [
+        [{ ifEmpty: true }, 'if-empty'],
+        [{ ifUnused: true }, 'if-unused'],
+      ] as const) {
+        const c = (await connectAmqpClient(broker.url)).client;
+        const err = await (await c.channel()).queueDelete('qq', opts).catch((e: Error) => e);
+        expect(String(err)).toContain(
+          `NOT_IMPLEMENTED - cannot delete queue 'qq' in vhost '/'. queue.delete operations with ${flag} flag set are not supported by quorum queues`,
+        );
+        expect(c.closed).toBe(true);
+      }
+      await client.close();
+    });
+  });
+
+  it('exclusive consumers are ignored; x-dead-letter-strategy is checked', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qq', { durable: true }, QUORUM);
+      await ch.basicConsume('qq', { noAck: true, exclusive: true }, () => {});
+      await ch.basicConsume('qq', { noAck: true, exclusive: true }, () => {});
+      expect((await ch.queueDeclare('qq', { passive: true })).consumerCount).toBe(2);
+      expect(
+        await amqpClientRefusal(client, (c) =>
+          c.queueDeclare('q2', { durable: true }, { ...QUORUM, 'x-dead-letter-strategy': 'bogus' }),
+        ),
+      ).toContain("invalid arg 'x-dead-letter-strategy' for queue 'q2' in vhost '/': invalid_dlx_strategy");
+      expect(
+        await amqpClientRefusal(client, (c) =>
+          c.queueDeclare('q2', { durable: true }, { ...QUORUM, 'x-dead-letter-strategy': 1 }),
+        ),
+      ).toContain("invalid arg 'x-dead-letter-strategy' for queue 'q2' in vhost '/': {unacceptable_type,");
+      await client.close();
+    });
+  });
+
   it('refuses a consumer on a channel with a global prefetch (540), as RabbitMQ 3.10', async () => {
     await withBroker(async (broker) => {
       const { client } = await connectAmqpClient(broker.url);

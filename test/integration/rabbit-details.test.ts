@@ -274,3 +274,23 @@ describe('names', () => {
     });
   });
 });
+
+describe('prefetch', () => {
+  it('a per-consumer basic.qos lifts a global prefetch set before it, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('q', { durable: false });
+      for (let i = 0; i < 5; i++) ch.sendToQueue('q', Buffer.from(`m${i}`));
+      await ch.prefetch(1, true);
+      await ch.prefetch(3, false);
+      const got: string[] = [];
+      await ch.consume('q', (m) => got.push(m!.content.toString()));
+      await waitFor(() => got.length === 3, 'three deliveries');
+      await sleep(100);
+      expect(got).toEqual(['m0', 'm1', 'm2']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+});

@@ -200,7 +200,9 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
     q = replyQueue(ch, a);
   } else {
     q = ch.vhost.getQueue(lastQueueOr(ch, a.queue), conn.id);
-    if (q.consumerCount > 0 && (a.exclusive || q.consumers.some((c) => c.exclusive))) {
+    // exclusive consumers are a classic queue thing: quorum queues and streams ignore the flag
+    const classic = queueType(q.args) === 'classic';
+    if (classic && q.consumerCount > 0 && (a.exclusive || q.consumers.some((c) => c.exclusive))) {
       throw accessRefused(`queue '${q.name}' in vhost '${ch.vhost.name}' in exclusive use`);
     }
   }
@@ -208,6 +210,11 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
   if (prio !== undefined && !(typeof prio === 'number' && Number.isInteger(prio))) {
     throw preconditionFailed(
       `invalid arg 'x-priority' for queue '${q.name}' in vhost '${ch.vhost.name}': "expected integer, got ${argTypeName(a.arguments, 'x-priority')}"`,
+    );
+  }
+  if (prio !== undefined && q instanceof StreamQueue) {
+    throw preconditionFailed(
+      `invalid arg 'x-priority' for queue '${q.name}' in vhost '${ch.vhost.name}' of queue type rabbit_stream_queue`,
     );
   }
   const priority = typeof prio === 'number' ? prio : 0;
@@ -274,6 +281,11 @@ export function basicQos(ch: Channel, a: A.BasicQos): void {
     for (const c of ch.consumers.values()) c.queue.wake();
   } else {
     ch.consumerPrefetch = a.prefetchCount;
+    // as RabbitMQ: setting the per-consumer prefetch lifts a global one set before
+    if (ch.globalPrefetch !== 0) {
+      ch.globalPrefetch = 0;
+      for (const c of ch.consumers.values()) c.queue.wake();
+    }
   }
   encodeBasicQosOk(ch.conn.out, ch.number, {});
   ch.conn.markDirty();
@@ -315,11 +327,31 @@ export function basicAck(ch: Channel, a: A.BasicAck): void {
 }
 
 export function basicNack(ch: Channel, a: A.BasicNack): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, a.multiple), a.requeue ? Settle.Return : Settle.Reject);
+  settleOrHold(
+    ch,
+    notFromStream(ch, ch.select(a.deliveryTag, a.multiple)),
+    a.requeue ? Settle.Return : Settle.Reject,
+  );
 }
 
 export function basicReject(ch: Channel, a: A.BasicReject): void {
-  settleOrHold(ch, ch.select(a.deliveryTag, false), a.requeue ? Settle.Return : Settle.Reject);
+  settleOrHold(
+    ch,
+    notFromStream(ch, ch.select(a.deliveryTag, false)),
+    a.requeue ? Settle.Return : Settle.Reject,
+  );
+}
+
+/** RabbitMQ 3.10 closes the connection (540) on a nack or reject of a stream delivery. */
+function notFromStream(ch: Channel, list: Unacked[]): Unacked[] {
+  for (const u of list) {
+    if (u.queue instanceof StreamQueue) {
+      throw notImplemented(
+        `basic.nack and basic.reject not supported by stream queues queue '${u.queue.name}' in vhost '${ch.vhost.name}'`,
+      );
+    }
+  }
+  return list;
 }
 
 /** Outside a tx the deliveries are settled now; inside one they are held until commit. */
