@@ -45,6 +45,20 @@ async function read(
   return { got, tag: consumerTag };
 }
 
+/** The channel error a basic.consume of `queue` gets, on a fresh channel with `prefetch` (0: none). */
+async function consumeRefusal(
+  model: amqplib.ChannelModel,
+  queue: string,
+  options: amqplib.Options.Consume,
+  prefetch = 1,
+): Promise<string> {
+  const ch = await model.createChannel();
+  if (prefetch > 0) await ch.prefetch(prefetch);
+  const err = nextChannelError(ch);
+  ch.consume(queue, () => {}, options).catch(() => {});
+  return (await err).message;
+}
+
 async function publishAll(ch: amqplib.ConfirmChannel, queue: string, bodies: string[]): Promise<void> {
   for (const b of bodies) ch.sendToQueue(queue, Buffer.from(b), { headers: { app: 'x' } });
   await ch.waitForConfirms();
@@ -185,19 +199,11 @@ describe('reading a stream', () => {
       await ex.consume('s', () => {}, { exclusive: true });
       await ex.consume('s', () => {}, { exclusive: true });
       expect((await pub.checkQueue('s')).consumerCount).toBe(0);
-      const pr = await model.createChannel();
-      await pr.prefetch(1);
-      const err = nextChannelError(pr);
-      pr.consume('s', () => {}, { priority: 5 }).catch(() => {});
-      expect((await err).message).toContain(
+      expect(await consumeRefusal(model, 's', { priority: 5 })).toContain(
         "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 's' in vhost '/' of queue type rabbit_stream_queue",
       );
       // an offset string that starts like an interval and is not one: RabbitMQ's text
-      const bad = await model.createChannel();
-      await bad.prefetch(1);
-      const err2 = nextChannelError(bad);
-      bad.consume('s', () => {}, { arguments: { 'x-stream-offset': '10x' } }).catch(() => {});
-      expect((await err2).message).toContain(
+      expect(await consumeRefusal(model, 's', { arguments: { 'x-stream-offset': '10x' } })).toContain(
         `invalid arg 'x-stream-offset' for queue 's' in vhost '/': {invalid_stream_offset_arg,{longstr,<<"10x">>}}`,
       );
       await model.close();
@@ -245,26 +251,18 @@ describe('what streams refuse (RabbitMQ 3.10 codes and texts)', () => {
         "NOT_IMPLEMENTED - automatic acknowledgement not supported by stream queues queue 's' in vhost '/'",
       );
       const { model, errors } = await connectAmqplib(broker.url);
-      const ch = await model.createChannel();
-      const err = nextChannelError(ch);
-      ch.consume('s', () => {}).catch(() => {});
-      expect((await err).message).toContain(
+      expect(await consumeRefusal(model, 's', {}, 0)).toContain(
         "PRECONDITION_FAILED - consumer prefetch count is not set for 'queue 's' in vhost '/''",
       );
       // a bad x-stream-offset is a channel error (RabbitMQ 3.10 closes the connection with 541)
-      const ch2 = await model.createChannel();
-      await ch2.prefetch(1);
-      const err2 = nextChannelError(ch2);
-      ch2.consume('s', () => {}, { arguments: { 'x-stream-offset': 'bogus' } }).catch(() => {});
-      expect((await err2).message).toContain(
+      expect(await consumeRefusal(model, 's', { arguments: { 'x-stream-offset': 'bogus' } })).toContain(
         "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 's'",
       );
       // x-stream-offset on another queue type
-      const ch3 = await model.createChannel();
-      await ch3.assertQueue('classic');
-      const err3 = nextChannelError(ch3);
-      ch3.consume('classic', () => {}, { arguments: { 'x-stream-offset': 'first' } }).catch(() => {});
-      expect((await err3).message).toContain(
+      await (await model.createChannel()).assertQueue('classic');
+      expect(
+        await consumeRefusal(model, 'classic', { arguments: { 'x-stream-offset': 'first' } }, 0),
+      ).toContain(
         "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 'classic' in vhost '/' of queue type rabbit_classic_queue",
       );
       await model.close();
