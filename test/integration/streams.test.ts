@@ -59,6 +59,14 @@ async function consumeRefusal(
   return (await err).message;
 }
 
+/** A client, a confirm channel `pub` and the stream 's' declared on it. */
+async function openStream(url: string) {
+  const client = await connectAmqplib(url);
+  const pub = await client.model.createConfirmChannel();
+  await pub.assertQueue('s', STREAM);
+  return { ...client, pub };
+}
+
 async function publishAll(ch: amqplib.ConfirmChannel, queue: string, bodies: string[]): Promise<void> {
   for (const b of bodies) ch.sendToQueue(queue, Buffer.from(b), { headers: { app: 'x' } });
   await ch.waitForConfirms();
@@ -69,9 +77,7 @@ const names = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p
 describe('reading a stream', () => {
   it('every consumer reads the whole log from first; acks take nothing out', async () => {
     await withBroker(async (broker) => {
-      const { model, errors } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, errors, pub } = await openStream(broker.url);
       await publishAll(pub, 's', names(5, 'm'));
       const a = await read(await model.createChannel(), 's', 'first');
       await waitFor(() => a.got.length === 5, 'first reader');
@@ -91,9 +97,7 @@ describe('reading a stream', () => {
 
   it('keeps the message headers and adds x-stream-offset after them', async () => {
     await withBroker(async (broker) => {
-      const { model } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, pub } = await openStream(broker.url);
       pub.sendToQueue('s', Buffer.from('h'), { headers: { app: 'x', n: 7 } });
       await pub.waitForConfirms();
       const ch = await model.createChannel();
@@ -114,9 +118,7 @@ describe('reading a stream', () => {
 
   it('starts where x-stream-offset says: an offset, next, last, a timestamp, an interval', async () => {
     await withBroker(async (broker) => {
-      const { model, errors } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, errors, pub } = await openStream(broker.url);
       await publishAll(pub, 's', names(3, 'a'));
       await sleep(1100); // timestamps are whole seconds
       const between = new Date();
@@ -153,9 +155,7 @@ describe('reading a stream', () => {
 
   it('prefetch bounds what is in flight and an ack gives credit; a nack or reject closes the connection (540)', async () => {
     await withBroker(async (broker) => {
-      const { model, closed } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, closed, pub } = await openStream(broker.url);
       for (const b of names(6, 'm')) await publishAll(pub, 's', [b]);
       const ch = await model.createChannel();
       ch.on('error', () => {});
@@ -182,9 +182,7 @@ describe('reading a stream', () => {
 
   it('a consumer at an offset not yet written waits for it; exclusive is ignored, x-priority refused', async () => {
     await withBroker(async (broker) => {
-      const { model, errors } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, errors, pub } = await openStream(broker.url);
       await publishAll(pub, 's', names(2, 'a'));
       const ahead = await read(await model.createChannel(), 's', 4);
       await publishAll(pub, 's', names(4, 'b'));
@@ -213,9 +211,7 @@ describe('reading a stream', () => {
 
   it('reads a log longer than its in-memory tail back from the store, in order', async () => {
     await withBroker(async (broker) => {
-      const { model, errors } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, errors, pub } = await openStream(broker.url);
       const n = 30_000;
       for (let i = 0; i < n; i++) pub.sendToQueue('s', Buffer.from(`m${i}`));
       await pub.waitForConfirms();
@@ -343,9 +339,7 @@ describe('retention and lifetime', () => {
 
   it('queue.delete cancels readers and drops the log; if-empty does not stop it', async () => {
     await withBroker(async (broker) => {
-      const { model, errors } = await connectAmqplib(broker.url);
-      const pub = await model.createConfirmChannel();
-      await pub.assertQueue('s', STREAM);
+      const { model, errors, pub } = await openStream(broker.url);
       await publishAll(pub, 's', names(3, 'm'));
       const ch = await model.createChannel();
       await ch.prefetch(10);
