@@ -65,6 +65,17 @@ function matrix(backlogCount: number): Scenario[] {
       },
     },
     { id: 'h', title: 'connection open/close churn (4 loops)', opts: { mode: 'churn', churnParallel: 4 } },
+    // beyond the issue's matrix: work queues whose consumers are bound by their prefetch
+    {
+      id: 'i',
+      title: '2→2 on one queue, 1 KiB, manual ack every 10, prefetch 100',
+      opts: { producers: 2, consumers: 2, size: 1024, ackEvery: 10, prefetch: 100 },
+    },
+    {
+      id: 'j',
+      title: '1→1, 16 B, prefetch 1, ack each',
+      opts: { ackEvery: 1, prefetch: 1 },
+    },
   ];
 }
 
@@ -85,11 +96,11 @@ const USAGE = `Usage: npm run bench:compare -- [options]
   --rabbit-pid PID      its pid (default: the listener of a local URI's port)
   --no-rabbit           Warren only
   --duration S          seconds per throughput/churn run (default 15)
-  --scenarios LIST      e.g. a,b,c or f (= f1,f2) (default: all: a b c d e f1 f2 g h)
+  --scenarios LIST      e.g. a,b,c or f (= f1,f2) (default: all: a b c d e f1 f2 g h i j)
   --backlog-count N     messages for (g) (default 1M)
   --rounds N            runs per broker and scenario, order alternating; medians reported (default 1)
   --processes N         worker processes per run (default 2)
-  --rate R              cap each producer of scenarios a–f at R msgs/s (default: unlimited)
+  --rate R              cap each producer of the throughput scenarios at R msgs/s (default: unlimited)
   --pause S             seconds of rest between runs (default 2)
   --max-broker-rss MiB  abort a run whose broker grows beyond this (default 8192)
   --no-restart          with a self-started Warren: one process for all scenarios
@@ -148,14 +159,14 @@ function parseCompare(argv: string[]): CompareOptions | null {
     const s = (v as Record<string, unknown>)[k];
     return typeof s === 'string' ? parseCount(k, s) : d;
   };
-  const all = ['a', 'b', 'c', 'd', 'e', 'f1', 'f2', 'g', 'h'];
+  const all = ['a', 'b', 'c', 'd', 'e', 'f1', 'f2', 'g', 'h', 'i', 'j'];
   let scenarios = all;
   if (v.scenarios !== undefined) {
     scenarios = [];
     for (const s of v.scenarios.split(',').map((x) => x.trim().toLowerCase())) {
       if (s === 'f') scenarios.push('f1', 'f2');
       else if (all.includes(s)) scenarios.push(s);
-      else throw new Error(`--scenarios: unknown scenario ${s} (known: a b c d e f f1 f2 g h)`);
+      else throw new Error(`--scenarios: unknown scenario ${s} (known: a b c d e f f1 f2 g h i j)`);
     }
   }
   return {

@@ -257,7 +257,7 @@ export class Channel implements ConfirmTarget {
     const props = asm.properties;
     const body = asm.body;
     asm.reset();
-    this.conn.published(body.length);
+    this.conn.gate.published(body.length);
     try {
       basic.basicPublish(this, args, props, body);
     } catch (e) {

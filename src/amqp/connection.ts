@@ -36,7 +36,7 @@ import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
 import { handshakeMethod, readProtocolHeader } from './handshake.js';
 import { checkHeartbeatFrame, HEARTBEAT_FRAME, Heartbeat, type HeartbeatOwner } from './heartbeat.js';
-import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
+import { ReadGate } from './read-gate.js';
 
 export const PROTOCOL_HEADER = Buffer.from('AMQP\x00\x00\x09\x01', 'latin1');
 /** After sending connection.close, wait this long for close-ok before dropping the socket. */
@@ -50,7 +50,7 @@ export { type ConnectionContext, ConnState };
 
 let nextConnectionId = 1;
 
-export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
+export class Connection implements FrameSink, HeartbeatOwner {
   readonly id = nextConnectionId++;
   readonly socket: Socket;
   readonly ctx: ConnectionContext;
@@ -79,11 +79,6 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   blocked = false;
 
   readonly channels = new Map<number, Channel>();
-  /** publishes left this tick before reading pauses (publish-flow.ts) */
-  private publishCredit = PUBLISH_CREDIT;
-  private readPaused = false;
-  /** queues holding this connection's reading (core/queue-congestion.ts) */
-  private holds = 0;
   /** protocol header bytes received so far; null once it is complete */
   header: Buffer | null = Buffer.alloc(0);
   private queuedForFlush = false;
@@ -92,6 +87,8 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
   /** a consumer was refused for backpressure; wake consumers when writes resume */
   private stalled = false;
   private readonly heartbeats = new Heartbeat();
+  /** when the socket is read: publish credit, queue pacing and holds, alarms (read-gate.ts) */
+  readonly gate = new ReadGate(this, this.heartbeats);
   private handshakeTimer: NodeJS.Timeout | null;
   private closeTimer: NodeJS.Timeout | null = null;
   private closeReason = '';
@@ -330,7 +327,7 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     return this.channels.size;
   }
 
-  // ---------------------------------------------------------------- heartbeats & flow
+  // ---------------------------------------------------------------- heartbeats & blocking
 
   sendHeartbeat(): void {
     this.out.bytes(HEARTBEAT_FRAME);
@@ -349,61 +346,6 @@ export class Connection implements FrameSink, FlowConnection, HeartbeatOwner {
     if (blocked) encodeConnectionBlocked(this.out, 0, { reason });
     else encodeConnectionUnblocked(this.out, 0, {});
     this.markDirty();
-  }
-
-  /** Counts one publish against this tick's credit; pauses reading when it runs out. */
-  published(bytes: number): void {
-    if (this.readPaused) return;
-    if (this.ctx.flow.blocked) {
-      this.ctx.flow.hold(this);
-      return;
-    }
-    const broker = this.ctx.flow.take(bytes);
-    if (--this.publishCredit <= 0 || !broker) {
-      this.pauseReading();
-      scheduleResume(this);
-    }
-  }
-
-  pauseReading(): void {
-    this.readPaused = true;
-    this.heartbeats.paused = true;
-    this.parser.hold = true;
-    this.socket.pause();
-  }
-
-  /** A congested queue stops reading this connection until release() (queue-congestion.ts). */
-  hold(): boolean {
-    if (!this.canWrite()) return false;
-    this.holds++;
-    if (!this.readPaused) this.pauseReading();
-    return true;
-  }
-
-  get holdLimitMs(): number {
-    return this.ctx.config.flowHoldLimit;
-  }
-
-  release(): void {
-    if (--this.holds === 0) this.resumeReading();
-  }
-
-  resumeReading(): void {
-    this.publishCredit = PUBLISH_CREDIT;
-    if (!this.readPaused || this.holds > 0) return;
-    if (this.ctx.flow.blocked) {
-      this.ctx.flow.hold(this);
-      return;
-    }
-    this.readPaused = false;
-    this.heartbeats.paused = false;
-    if (this.state === ConnState.Closed) return;
-    this.socket.resume();
-    try {
-      this.parser.resume();
-    } catch (e) {
-      this.fail(e, 0, 0, 0);
-    }
   }
 
   // ---------------------------------------------------------------- output

@@ -32,12 +32,15 @@ export function scheduleResume(c: Pausable): void {
   requestTick(Phase.Resume);
 }
 
-/** A connection as flow control sees it. */
-export interface FlowConnection extends Pausable {
+/** A connection told of alarms: connection.blocked / unblocked to clients that support it. */
+export interface Blockable {
+  setBlocked(blocked: boolean, reason?: string): void;
+}
+
+/** A connection's reading as flow control sees it (amqp/read-gate.ts). */
+export interface FlowConnection extends Pausable, Blockable {
   /** pauses reading until resumeReading() */
   pauseReading(): void;
-  /** connection.blocked / unblocked to clients that support it */
-  setBlocked(blocked: boolean, reason?: string): void;
 }
 
 /**
@@ -61,9 +64,9 @@ export class FlowControl {
     return --this.credit > 0 && this.byteCredit > 0;
   }
   private waiting: FlowConnection[] = [];
-  private readonly connections: () => Iterable<FlowConnection>;
+  private readonly connections: () => Iterable<Blockable>;
 
-  constructor(connections: () => Iterable<FlowConnection>) {
+  constructor(connections: () => Iterable<Blockable>) {
     this.connections = connections;
   }
 

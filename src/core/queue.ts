@@ -446,7 +446,7 @@ export class Queue implements Destination, Pager {
       n++;
       c.deliver(this, e);
     }
-    if (this.congestion.holding) this.congestion.afterPass(n);
+    this.congestion.afterPass(n);
     return more;
   }
 

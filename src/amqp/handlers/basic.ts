@@ -160,7 +160,7 @@ export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queu
       const q = queues[i]!;
       if (q.deleted) continue;
       if (!q.enqueue(msg)) refused = true;
-      q.congestion.check(ch.conn);
+      q.congestion.check(ch.conn.gate);
     }
     // x-overflow reject-publish: the publisher hears basic.nack for this message
     if (refused && ch.confirmMode) ch.nackSeqs.push(ch.publishSeq + 1);

@@ -1,0 +1,102 @@
+/**
+ * When a connection's socket is read. Reading stops for the rest of the tick once the
+ * connection used its publish credit (publish-flow.ts) or a busy queue paces it, until release
+ * while congested queues hold it (core/queue-congestion.ts), and until the alarms clear while
+ * the broker is blocked (FlowControl). Resuming restores the credit and parses what was held.
+ */
+import type { Socket } from 'node:net';
+import type { HeldPublisher } from '../core/queue-congestion.js';
+import type { FrameParser } from '../protocol/frame-parser.js';
+import { type ConnectionContext, ConnState } from './connection-state.js';
+import type { Heartbeat } from './heartbeat.js';
+import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
+
+/** The connection as its gate sees it. */
+export interface GatedConnection {
+  readonly socket: Socket;
+  readonly parser: FrameParser;
+  readonly ctx: ConnectionContext;
+  readonly state: ConnState;
+  setBlocked(blocked: boolean, reason?: string): void;
+  /** false while its own output is backed up */
+  canWrite(): boolean;
+  fail(e: unknown, channel: number, classId: number, methodId: number): void;
+}
+
+export class ReadGate implements FlowConnection, HeldPublisher {
+  /** publishes left this tick before reading pauses */
+  private credit = PUBLISH_CREDIT;
+  private paused = false;
+  /** queues holding this connection's reading */
+  private holds = 0;
+
+  constructor(
+    private readonly conn: GatedConnection,
+    private readonly heartbeats: Heartbeat,
+  ) {}
+
+  setBlocked(blocked: boolean, reason?: string): void {
+    this.conn.setBlocked(blocked, reason);
+  }
+
+  /** Counts one publish against this tick's credit; pauses reading when it runs out. */
+  published(bytes: number): void {
+    if (this.paused) return;
+    const flow = this.conn.ctx.flow;
+    if (flow.blocked) {
+      flow.hold(this);
+      return;
+    }
+    const broker = flow.take(bytes);
+    if (--this.credit <= 0 || !broker) this.yieldTick();
+  }
+
+  pauseReading(): void {
+    this.paused = true;
+    this.heartbeats.paused = true;
+    this.conn.parser.hold = true;
+    this.conn.socket.pause();
+  }
+
+  /** A congested queue stops reading this connection until release(). */
+  hold(): boolean {
+    if (!this.conn.canWrite()) return false;
+    this.holds++;
+    if (!this.paused) this.pauseReading();
+    return true;
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.resumeReading();
+  }
+
+  /** Stops reading until the resume phase of this tick. */
+  yieldTick(): void {
+    if (this.paused) return;
+    this.pauseReading();
+    scheduleResume(this);
+  }
+
+  get holdLimitMs(): number {
+    return this.conn.ctx.config.flowHoldLimit;
+  }
+
+  resumeReading(): void {
+    this.credit = PUBLISH_CREDIT;
+    if (!this.paused || this.holds > 0) return;
+    const flow = this.conn.ctx.flow;
+    if (flow.blocked) {
+      flow.hold(this);
+      return;
+    }
+    this.paused = false;
+    this.heartbeats.paused = false;
+    if (this.conn.state === ConnState.Closed) return;
+    this.conn.socket.resume();
+    try {
+      this.conn.parser.resume();
+    } catch (e) {
+      this.conn.fail(e, 0, 0, 0);
+    }
+  }
+}
