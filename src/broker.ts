@@ -24,7 +24,7 @@ import { trimBodies } from './util/body-pool.js';
 import { COARSE_PERIOD_MS, updateCoarseClock } from './util/coarse-clock.js';
 import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
 import { setTickErrorHandler } from './util/tick.js';
-import { VERSION } from './version.js';
+import { RABBITMQ_COMPAT_VERSION, VERSION } from './version.js';
 
 export interface BrokerOptions extends Partial<Config> {
   /** A logger to use instead of creating one from logLevel. */
@@ -73,12 +73,16 @@ export class Broker implements ConnectionContext {
     this.config = config;
     this.log = log;
     this.users = new UserStore(config.loopbackUsers);
+    // Clients gate RabbitMQ's extensions on product 'RabbitMQ' (amqp091-go skips its
+    // RabbitMQ-only tests otherwise) and some on its version, so Warren answers with the
+    // RabbitMQ release whose behaviour it follows and names itself in platform and information.
     this.serverProperties = {
-      product: 'Warren',
-      version: VERSION,
-      platform: `Node.js ${process.version}`,
+      product: 'RabbitMQ',
+      version: RABBITMQ_COMPAT_VERSION,
+      platform: `Warren ${VERSION} on Node.js ${process.version}`,
       copyright: 'Copyright (c) the Warren authors',
-      information: 'Licensed under the MIT License',
+      information: `Warren ${VERSION}, an AMQP 0-9-1 broker compatible with RabbitMQ ${RABBITMQ_COMPAT_VERSION}. Licensed under the MIT License`,
+      warren_version: VERSION,
       cluster_name: `warren@${hostname()}`,
       capabilities: CAPABILITIES,
     };

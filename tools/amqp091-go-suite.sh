@@ -6,9 +6,8 @@
 #   tools/amqp091-go-suite.sh amqp://guest:guest@127.0.0.1:5672/   # Warren (npm start)
 #   tools/amqp091-go-suite.sh amqp://guest:guest@127.0.0.1:5682/   # reference RabbitMQ
 #
-# Prints the failures and a summary; the full log is in $WORK/last.log. On Warren the run exits 1
-# with all tests passing: goleak reports the connections of three tests gated on product 'RabbitMQ'
-# (skipped here, so they return without closing them).
+# Prints the failures and a summary; the full log is in $WORK/last.log. Three of its tests run only
+# against product 'RabbitMQ' (which Warren's connection.start names, see README).
 set -euo pipefail
 URL=${1:?usage: $0 AMQP_URL}
 WORK=${WORK:-/tmp/amqp091-go-suite}

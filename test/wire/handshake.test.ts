@@ -188,12 +188,12 @@ describe('connection.start', () => {
         expect(start.mechanisms.toString('utf8')).toBe('PLAIN AMQPLAIN');
         expect(start.locales.toString('utf8')).toBe('en_US');
         const p = start.serverProperties;
-        expect(p['product']).toBe('Warren');
-        expect(p['version']).toBe(PACKAGE_VERSION);
-        expect(typeof p['platform']).toBe('string');
-        expect(p['platform']).not.toBe('');
-        expect(typeof p['information']).toBe('string');
-        expect(p['information']).not.toBe('');
+        // clients gate RabbitMQ's extensions on the product name; Warren names itself elsewhere
+        expect(p['product']).toBe('RabbitMQ');
+        expect(p['version']).toBe('3.10.8');
+        expect(p['platform']).toBe(`Warren ${PACKAGE_VERSION} on Node.js ${process.version}`);
+        expect(p['warren_version']).toBe(PACKAGE_VERSION);
+        expect(String(p['information'])).toMatch(/^Warren .*compatible with RabbitMQ 3\.10\.8/);
         expect(p['capabilities']).toEqual({
           publisher_confirms: true,
           exchange_exchange_bindings: true,
