@@ -10,6 +10,8 @@ export class AmqpError extends Error {
   /** Class and method id of the frame that caused it; filled in by the connection if 0. */
   classId = 0;
   methodId = 0;
+  /** The close names no method (0, 0), as RabbitMQ's refused login does. */
+  noMethod = false;
   constructor(
     readonly code: number,
     message: string,

@@ -268,7 +268,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
       this.closeWithError(internalError('internal error'), classId, methodId, false);
       return;
     }
-    if (e.classId === 0 && e.methodId === 0) {
+    if (e.classId === 0 && e.methodId === 0 && !e.noMethod) {
       e.classId = classId;
       e.methodId = methodId;
     }

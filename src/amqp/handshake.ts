@@ -92,9 +92,11 @@ function startOk(c: Connection, a: ConnectionStartOk): void {
   const result = c.ctx.users.authenticate(creds.user, creds.pass, isLoopback(c.socket.remoteAddress));
   if (!result.ok) {
     c.log.warn({ mechanism: a.mechanism, reason: result.reason }, 'login refused');
-    throw accessRefused(
+    const e = accessRefused(
       `Login was refused using authentication mechanism ${a.mechanism}. For details see the broker logfile.`,
     );
+    e.noMethod = true;
+    throw e;
   }
   c.user = result.user;
   c.state = ConnState.Tune;

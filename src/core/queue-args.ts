@@ -183,8 +183,8 @@ export function validateQueueArgs(
 ): string | null {
   const args = d.args;
   const raw = args['x-queue-type'];
-  if (raw !== undefined && typeof raw !== 'string') {
-    return `invalid arg 'x-queue-type' for ${queue}: expected a string`;
+  if (raw !== undefined && typeof raw !== 'string' && !Buffer.isBuffer(raw)) {
+    return `invalid arg 'x-queue-type' for ${queue}: {unacceptable_type,${typeName(raw, wireTypeOf(args, 'x-queue-type'))}}`;
   }
   const type = queueType(args);
   if (!QUEUE_TYPES.includes(type)) {
@@ -216,20 +216,30 @@ export function validateQueueArgs(
 type Rule = (v: FieldValue, wire: FieldType | undefined, args: FieldTable) => string | null;
 
 const integer =
-  (min: 'zero' | 'positive', max?: number): Rule =>
+  (min: 'zero' | 'positive', max?: number, tooLarge?: number): Rule =>
   (v, wire) => {
     const n = typeof v === 'bigint' ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n)) return `"expected integer, got ${typeName(v, wire)}"`;
+    // RabbitMQ goes by the wire type: 1000.0 as a double is no integer either
+    if (typeof n !== 'number' || !Number.isInteger(n) || wire === 'd' || wire === 'f')
+      return `"expected integer, got ${typeName(v, wire)}"`;
     if (n < 0) return `{value_negative,${n}}`;
     if (n === 0 && min === 'positive') return `{value_zero,${n}}`;
     if (max !== undefined && n > max) return `{max_value_exceeded,${n}}`;
+    if (tooLarge !== undefined && n > tooLarge) return `{value_too_large,${n}}`;
     return null;
   };
 
-const oneOf =
-  (name: string, values: string[]): Rule =>
-  (v) =>
-    typeof v === 'string' && values.includes(v) ? null : name;
+/** RabbitMQ's longest x-message-ttl and x-expires (2^32 - 1 ms, about 49.7 days). */
+const MAX_EXPIRY = 4_294_967_295;
+
+/** A string argument with a fixed set of values; any other type is an unacceptable type. */
+const stringOf =
+  (values: string[], bad: (v: string) => string): Rule =>
+  (v, wire) => {
+    if (Buffer.isBuffer(v)) v = v.toString('utf8');
+    if (typeof v !== 'string') return `{unacceptable_type,${typeName(v, wire)}}`;
+    return values.includes(v) ? null : bad(v);
+  };
 
 const str =
   (arg: string): Rule =>
@@ -239,26 +249,32 @@ const str =
       : `invalid type '${typeName(v, wire)}' for arg '${arg}'`;
 
 /** The dead-letter routing key: a string that fits an AMQP shortstr, with a DLX to go with it. */
-const deadLetterKey =
-  (arg: string): Rule =>
-  (v, wire, args) => {
-    const bad = str(arg)(v, wire, args);
-    if (bad) return bad;
-    if (args['x-dead-letter-exchange'] === undefined) return 'routing_key_but_no_dlx_defined';
-    const n = Buffer.byteLength(v as string | Buffer);
-    return n > 255 ? `"a routing key of ${n} bytes is longer than 255"` : null;
-  };
+const deadLetterKey: Rule = (v, wire, args) => {
+  if (typeof v !== 'string' && !Buffer.isBuffer(v)) return `{unacceptable_type,${typeName(v, wire)}}`;
+  if (args['x-dead-letter-exchange'] === undefined) return 'routing_key_but_no_dlx_defined';
+  const n = Buffer.byteLength(v as string | Buffer);
+  return n > 255 ? `"a routing key of ${n} bytes is longer than 255"` : null;
+};
 
 const RULES: [string, Rule][] = [
-  ['x-expires', integer('positive')],
-  ['x-message-ttl', integer('zero')],
+  ['x-expires', integer('positive', undefined, MAX_EXPIRY)],
+  ['x-message-ttl', integer('zero', undefined, MAX_EXPIRY)],
   ['x-dead-letter-exchange', str('x-dead-letter-exchange')],
-  ['x-dead-letter-routing-key', deadLetterKey('x-dead-letter-routing-key')],
+  ['x-dead-letter-routing-key', deadLetterKey],
   ['x-max-length', integer('zero')],
   ['x-max-length-bytes', integer('zero')],
   ['x-max-priority', integer('zero', 255)],
-  ['x-overflow', oneOf('invalid_overflow', ['drop-head', 'reject-publish', 'reject-publish-dlx'])],
-  ['x-queue-mode', oneOf('invalid_queue_mode', ['default', 'lazy'])],
+  ['x-overflow', stringOf(['drop-head', 'reject-publish', 'reject-publish-dlx'], () => 'invalid_overflow')],
+  ['x-queue-mode', stringOf(['default', 'lazy'], (m) => `"unsupported queue mode '${m}'"`)],
+  [
+    'x-queue-version',
+    (v, w, a) => {
+      const bad = integer('zero')(v, w, a);
+      if (bad) return bad;
+      const n = Number(v);
+      return n === 1 || n === 2 ? null : `"unsupported queue version '${n}'"`;
+    },
+  ],
   [
     'x-single-active-consumer',
     (v, w) => (typeof v === 'boolean' ? null : `{unacceptable_type,${typeName(v, w)}}`),
@@ -267,23 +283,10 @@ const RULES: [string, Rule][] = [
   ['x-max-age', (v, w) => maxAge(v, w)],
   ['x-stream-max-segment-size-bytes', (v, w, a) => segmentSize(v, w, a)],
   ['x-initial-cluster-size', integer('positive')],
-  [
-    'x-dead-letter-strategy',
-    (v, w) =>
-      typeof v !== 'string'
-        ? `{unacceptable_type,${typeName(v, w)}}`
-        : oneOf('invalid_dlx_strategy', ['at-most-once', 'at-least-once'])(v, w, {}),
-  ],
+  ['x-dead-letter-strategy', stringOf(['at-most-once', 'at-least-once'], () => 'invalid_dlx_strategy')],
   [
     'x-queue-leader-locator',
-    (v, w) =>
-      typeof v !== 'string'
-        ? `{unacceptable_type,${typeName(v, w)}}`
-        : oneOf('invalid_queue_locator_arg', ['client-local', 'balanced', 'random', 'least-leaders'])(
-            v,
-            w,
-            {},
-          ),
+    stringOf(['client-local', 'balanced', 'random', 'least-leaders'], () => 'invalid_queue_locator_arg'),
   ],
 ];
 

@@ -4,6 +4,9 @@
  */
 import type { Queue } from './queue.js';
 
+/** setTimeout's longest delay (a longer one fires at once); a later expiry re-arms when it fires. */
+const MAX_DELAY = 2 ** 31 - 1;
+
 export function armQueueExpiry(q: Queue, remove: () => void): void {
   const v = q.args['x-expires'];
   const ms = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : 0;
@@ -12,7 +15,7 @@ export function armQueueExpiry(q: Queue, remove: () => void): void {
     if (q.deleted) return;
     const idle = Date.now() - q.lastUsed;
     if (q.consumerCount === 0 && idle >= ms) remove();
-    else setTimeout(check, q.consumerCount > 0 ? ms : ms - idle).unref();
+    else setTimeout(check, Math.min(MAX_DELAY, q.consumerCount > 0 ? ms : ms - idle)).unref();
   };
-  setTimeout(check, ms).unref();
+  setTimeout(check, Math.min(MAX_DELAY, ms)).unref();
 }

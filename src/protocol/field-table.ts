@@ -1,6 +1,8 @@
 /**
  * AMQP 0-9-1 field tables and arrays, with every type RabbitMQ's clients send
- * (RabbitMQ's errata table: t b B s u I i l f d D S x A T F V).
+ * (RabbitMQ's errata table: t b B s u I i l f d D S x A T F V). py-amqp, and so Celery and
+ * kombu, sends integers outside 32 bits as 'L': RabbitMQ reads that as its 64-bit 'l' (and
+ * writes 'l' when it re-encodes), and so does this.
  *
  * Decoding gives plain JS values by default (what handlers want for `arguments`); with
  * `typed = true` every value is a `Typed` that remembers its wire type, so re-encoding gives
@@ -126,7 +128,7 @@ export function decodeTable(b: Buffer, o: number, end: number, typed = false): F
     const key = b.toString('utf8', o + 1, o + 1 + kl);
     o += 1 + kl;
     if (o >= end) throw new TableError('field table key without a value');
-    types[key] = String.fromCharCode(b[o]!) as FieldType;
+    types[key] = wireType(b[o]!);
     o = decodeValue(b, o, end, t, key, typed);
   }
   if (o !== end) throw new TableError('field table overruns its length');
@@ -154,7 +156,7 @@ function decodeValue(
   key: string,
   typed: boolean,
 ): number {
-  const type = String.fromCharCode(b[o]!) as FieldType;
+  const type = wireType(b[o]!);
   o += 1;
   let v: FieldValue;
   switch (type) {
@@ -249,6 +251,69 @@ function decodeValue(
     Object.defineProperty(into, key, { value, enumerable: true, writable: true, configurable: true });
   else into[key] = value;
   return o;
+}
+
+/**
+ * Walks a table body [o, end) the way decodeTable reads it, without decoding anything; throws
+ * the TableError decodeTable would. Publish checks message headers with it, so that a table
+ * the broker may have to decode later (dead-lettering, headers routing) is sound.
+ */
+export function checkTable(b: Buffer, o: number, end: number): void {
+  while (o < end) {
+    o += 1 + b[o]!;
+    if (o >= end) throw new TableError('field table key without a value');
+    o = skipValue(b, o, end);
+  }
+  if (o !== end) throw new TableError('field table overruns its length');
+}
+
+/** Width of the fixed-size field types, by type octet (0: not fixed-size). */
+const FIXED = new Uint8Array(128);
+for (const [t, n] of [
+  ['t', 1],
+  ['b', 1],
+  ['B', 1],
+  ['s', 2],
+  ['u', 2],
+  ['I', 4],
+  ['i', 4],
+  ['f', 4],
+  ['l', 8],
+  ['L', 8],
+  ['d', 8],
+  ['T', 8],
+  ['D', 5],
+] as const)
+  FIXED[t.charCodeAt(0)] = n;
+
+function skipValue(b: Buffer, o: number, end: number): number {
+  const t = b[o]!;
+  o += 1;
+  const fixed = t < 128 ? FIXED[t]! : 0;
+  if (fixed > 0) o += fixed;
+  else if (t !== 0x56 /* V */) {
+    if (t !== 0x53 && t !== 0x78 && t !== 0x41 && t !== 0x46)
+      throw new TableError(`unknown field type '${String.fromCharCode(t)}' (0x${t.toString(16)})`);
+    if (o + 4 > end) throw new TableError('field value overruns its table');
+    const stop = o + 4 + b.readUInt32BE(o);
+    checkLen(stop, end);
+    if (t === 0x46 /* F */) checkTable(b, o + 4, stop);
+    else if (t === 0x41 /* A */) {
+      let i = o + 4;
+      while (i < stop) i = skipValue(b, i, stop);
+      if (i !== stop) throw new TableError('field array overruns its length');
+    }
+    o = stop;
+  }
+  if (o > end) throw new TableError('field value overruns its table');
+  return o;
+}
+
+const L = 0x4c;
+
+/** The field type of a type octet: 'L' (py-amqp's 64-bit integer) is RabbitMQ's 'l'. */
+function wireType(octet: number): FieldType {
+  return (octet === L ? 'l' : String.fromCharCode(octet)) as FieldType;
 }
 
 function checkLen(stop: number, end: number): void {

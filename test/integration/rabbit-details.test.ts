@@ -128,6 +128,58 @@ describe('expiry', () => {
     });
   });
 
+  it.each([
+    // py-amqp sends floats as doubles; RabbitMQ goes by the wire type, not the value
+    ['x-message-ttl', { '!': 'double', value: 1000 }, '"expected integer, got double"'],
+    ['x-max-length', { '!': 'float', value: 10 }, '"expected integer, got float"'],
+    ['x-message-ttl', 2 ** 40, '{value_too_large,1099511627776}'],
+    ['x-expires', 2 ** 32, '{value_too_large,4294967296}'],
+    ['x-overflow', { '!': 'byte', value: 1 }, '{unacceptable_type,byte}'],
+    ['x-dead-letter-routing-key', { '!': 'byte', value: 1 }, '{unacceptable_type,byte}'],
+    ['x-queue-type', { '!': 'byte', value: 1 }, '{unacceptable_type,byte}'],
+    ['x-queue-mode', 'fast', `"unsupported queue mode 'fast'"`],
+    ['x-queue-version', 3, `"unsupported queue version '3'"`],
+  ])('%s = %j is refused with the text RabbitMQ gives', async (arg, value, text) => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      const err = nextChannelError(ch);
+      const args: Record<string, unknown> = { [arg]: value };
+      if (arg === 'x-dead-letter-routing-key') args['x-dead-letter-exchange'] = '';
+      await ch.assertQueue('q', { arguments: args }).catch(() => {});
+      expect((await err).message).toContain(
+        `PRECONDITION_FAILED - invalid arg '${arg}' for queue 'q' in vhost '/': ${text}`,
+      );
+      // the largest TTL and expiry RabbitMQ takes, and both queue versions, are fine
+      const ok = await model.createChannel();
+      await ok.assertQueue('fine', {
+        arguments: { 'x-message-ttl': 2 ** 32 - 1, 'x-expires': 2 ** 32 - 1, 'x-queue-version': 2 },
+      });
+      await model.close();
+    });
+  });
+
+  it('delivery-mode other than 1 or 2 is refused with 406, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      await (await model.createChannel()).assertQueue('dm', { durable: false });
+      for (const mode of [0, 3, 255]) {
+        const ch = await model.createChannel();
+        const err = nextChannelError(ch);
+        ch.sendToQueue('dm', Buffer.from('x'), { deliveryMode: mode });
+        expect((await err).message).toContain(
+          `PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,${mode}}`,
+        );
+      }
+      const ch = await model.createConfirmChannel();
+      ch.sendToQueue('dm', Buffer.from('1'), { deliveryMode: 1 });
+      ch.sendToQueue('dm', Buffer.from('2'), { deliveryMode: 2 });
+      await ch.waitForConfirms();
+      expect((await ch.checkQueue('dm')).messageCount).toBe(2);
+      await model.close();
+    });
+  });
+
   it('a passive queue.declare counts as use for x-expires', async () => {
     await withBroker(async (broker) => {
       const { model } = await connectAmqplib(broker.url);
@@ -139,6 +191,25 @@ describe('expiry', () => {
       }
       await model.close();
     });
+  });
+
+  it('x-expires and x-message-ttl beyond 24.8 days (2^31 ms) do not fire at once', async () => {
+    // Node fires a longer setTimeout after 1 ms and warns (a timer loop, 1,000 times a second)
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      const thirtyDays = 30 * 24 * 3600 * 1000;
+      await ch.assertQueue('month', { arguments: { 'x-expires': thirtyDays, 'x-message-ttl': thirtyDays } });
+      ch.sendToQueue('month', Buffer.from('kept'), { expiration: String(thirtyDays) });
+      await sleep(300);
+      expect((await ch.checkQueue('month')).messageCount).toBe(1);
+      await model.close();
+    });
+    process.off('warning', onWarning);
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
   });
 });
 

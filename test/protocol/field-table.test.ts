@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  checkTable,
   Decimal,
   decodeArray,
   decodeTable,
@@ -188,6 +189,32 @@ describe('field table round trips (property tests)', () => {
     );
   });
 
+  it('checkTable throws exactly where decodeTable throws, on every cut and corrupted byte', () => {
+    const agree = (b: Buffer) => {
+      let decoded = true;
+      try {
+        decodeTable(b, 0, b.length);
+      } catch {
+        decoded = false;
+      }
+      if (decoded) expect(() => checkTable(b, 0, b.length)).not.toThrow();
+      else expect(() => checkTable(b, 0, b.length)).toThrow(TableError);
+    };
+    fc.assert(
+      fc.property(typedTable, fc.nat(), fc.nat(255), (t, at, octet) => {
+        const body = tableBytes(t).subarray(4);
+        agree(body);
+        agree(body.subarray(0, at % (body.length + 1)));
+        if (body.length > 0) {
+          const bad = Buffer.from(body);
+          bad[at % bad.length] = octet;
+          agree(bad);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('typed arrays round trip through encodeArray/decodeArray', () => {
     fc.assert(
       fc.property(fc.array(typedTree.value, { maxLength: 8 }), (a) => {
@@ -340,9 +367,42 @@ describe('field table byte fixtures', () => {
 
 describe('malformed tables', () => {
   it('an unknown type octet throws TableError', () => {
-    for (const c of ['Z', 'a', '\0', 'U', 'L']) {
+    for (const c of ['Z', 'a', '\0', 'U']) {
       const b = Buffer.concat([hex('0161'), Buffer.from(c, 'latin1'), hex('00000000')]);
       expect(() => decodeTable(b, 0, b.length)).toThrow(TableError);
+      expect(() => checkTable(b, 0, b.length)).toThrow(TableError);
+    }
+  });
+
+  it("'L' (py-amqp's 64-bit integer) reads as RabbitMQ's 'l', and re-encodes as 'l'", () => {
+    // { a: L -2^35 }
+    const b = Buffer.concat([hex('0161'), Buffer.from('L'), hex('fffffff800000000')]);
+    expect(decodeTable(b, 0, b.length)).toEqual({ a: -(2 ** 35) });
+    expect(() => checkTable(b, 0, b.length)).not.toThrow();
+    const typed = decodeTable(b, 0, b.length, true);
+    expect(typed['a']).toEqual(new Typed('l', -(2 ** 35)));
+    const w = new OutBuffer();
+    encodeTable(w, typed);
+    expect(Buffer.concat(w.take()).toString('hex')).toBe(
+      `0000000b0161${Buffer.from('l').toString('hex')}fffffff800000000`,
+    );
+  });
+
+  it('checkTable accepts what decodeTable reads and refuses what it refuses', () => {
+    const w = new OutBuffer();
+    encodeTable(w, {
+      s: 'str',
+      n: { deep: [1, 'x', 2 ** 40, null, true, Buffer.from('ab')] },
+      d: 1.5,
+      t: new Date(0),
+    });
+    const b = Buffer.concat(w.take());
+    expect(() => checkTable(b, 4, b.length)).not.toThrow();
+    // a nested length that runs past its table, and a truncated value
+    for (const cut of [b.length - 1, b.length - 3, 10]) {
+      const t = b.subarray(4, cut);
+      expect(() => decodeTable(t, 0, t.length)).toThrow();
+      expect(() => checkTable(t, 0, t.length)).toThrow(TableError);
     }
   });
 

@@ -541,6 +541,59 @@ describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
     });
   });
 
+  it('a headers table with an unknown field type is a 501 at publish, before anything is queued', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.send((w) =>
+          M.encodeQueueDeclare(w, 1, {
+            queue: 'q',
+            passive: false,
+            durable: false,
+            exclusive: false,
+            autoDelete: false,
+            noWait: false,
+            // dead-lettered from a timer, where a table that cannot be read has no one to answer
+            arguments: { 'x-message-ttl': 10, 'x-dead-letter-exchange': '' },
+          }),
+        );
+        await c.expectMethod(Method.QUEUE_DECLARE_OK);
+        publish(c, 1);
+        // headers { a: 'Z' 01020304 }
+        const table = Buffer.from([0, 0, 0, 7, 1, 0x61, 0x5a, 1, 2, 3, 4]);
+        const h = Buffer.concat([contentHeader(60, 0), table]);
+        h.writeUInt16BE(0x2000, 12);
+        c.write(frame(2, 1, h));
+        await expectHardClose(c, {
+          code: 501,
+          text: "FRAME_ERROR - cannot decode the headers of basic.publish's content header: unknown field type 'Z' (0x5a)",
+          exact: true,
+          classId: 60,
+          methodId: 40,
+        });
+      } finally {
+        c.close();
+      }
+      const d = await RawClient.open(broker.port);
+      d.send((w) => M.encodeChannelOpen(w, 1, {}));
+      await d.expectMethod(Method.CHANNEL_OPEN_OK);
+      d.send((w) =>
+        M.encodeQueueDeclare(w, 1, {
+          queue: 'q',
+          passive: true,
+          durable: false,
+          exclusive: false,
+          autoDelete: false,
+          noWait: false,
+          arguments: {},
+        }),
+      );
+      const ok = await d.expectMethod(Method.QUEUE_DECLARE_OK);
+      expect(ok.args?.['messageCount']).toBe(0);
+      d.close();
+    });
+  });
+
   it('a body frame where the content header of a basic.publish is expected', async () => {
     await withBroker(async (broker) => {
       const c = await openWithChannel(broker.port);

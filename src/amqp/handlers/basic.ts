@@ -14,7 +14,7 @@ import {
   notImplemented,
   preconditionFailed,
 } from '../../errors.js';
-import { FIELD_TYPE_NAMES, wireTypeOf } from '../../protocol/field-table.js';
+import { checkTable, FIELD_TYPE_NAMES, TableError, wireTypeOf } from '../../protocol/field-table.js';
 import type * as A from '../../protocol/generated/methods.js';
 import {
   encodeBasicCancelOk,
@@ -31,6 +31,7 @@ import {
   PropertyFlag,
   PropertyIndex,
   propertyListEnd,
+  propertyOffset,
 } from '../../protocol/generated/properties.js';
 import { OutBuffer } from '../../protocol/out-buffer.js';
 import { POOL_MIN } from '../../util/body-pool.js';
@@ -56,6 +57,13 @@ export function basicPublish(ch: Channel, a: A.BasicPublish, props: Buffer, body
   // the assembler's body is this message's alone; a large one may go back to the pool
   msg.reusable = body.length >= POOL_MIN;
   const flags = props.readUInt16BE(0);
+  if (flags & PropertyFlag.HEADERS) checkHeaders(props);
+  if (flags & PropertyFlag.DELIVERY_MODE) {
+    // RabbitMQ takes 1 (transient) and 2 (persistent) only
+    const mode = msg.deliveryMode;
+    if (mode !== 1 && mode !== 2)
+      throw preconditionFailed(`invalid message: {delivery_mode_unknown,${mode}}`);
+  }
   if (flags & PropertyFlag.REPLY_TO) rewriteReplyTo(ch, msg);
   if (flags & PropertyFlag.USER_ID) {
     // user-id: must name the authenticated user
@@ -80,6 +88,21 @@ function propertiesFit(props: Buffer): boolean {
     return propertyListEnd(props, 0) === props.length;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A headers table the broker cannot read would fail later, where no client is there to hear it
+ * (dead-lettering from a TTL timer). RabbitMQ decodes properties at publish and closes the
+ * connection (541); this closes it with 501 and says what is wrong.
+ */
+function checkHeaders(props: Buffer): void {
+  const o = propertyOffset(props, 0, PropertyIndex.HEADERS);
+  try {
+    checkTable(props, o + 4, o + 4 + props.readUInt32BE(o));
+  } catch (e) {
+    if (!(e instanceof TableError)) throw e;
+    throw frameError(`cannot decode the headers of basic.publish's content header: ${e.message}`);
   }
 }
 
