@@ -274,7 +274,8 @@ export class Channel implements ConfirmTarget {
 
   /** Writes basic.deliver + content for one entry and tracks it until it is settled. */
   deliver(c: Consumer, q: Queue, entry: QueueEntry): void {
-    const tag = this.nextDeliveryTag++;
+    // direct reply-to: RabbitMQ sends every reply with tag 1 and leaves the channel's count alone
+    const tag = q === this.replyQueue ? 1 : this.nextDeliveryTag++;
     const redelivered = entry.deliveries > 0;
     entry.deliveries++;
     if (c.noAck) {

@@ -179,8 +179,9 @@ export class Queue implements Destination, Pager {
       msg.reusable = false;
     }
     const limited = this.maxLength >= 0 || this.maxBytes >= 0;
-    // as RabbitMQ: a message a consumer takes at once never counts against a length limit
-    if (limited && this.takeNow(e)) return true;
+    // as RabbitMQ: a message a consumer takes at once never counts against a length limit, and
+    // one with a TTL goes at once, not a tick later (a 1 ms TTL would otherwise expire waiting)
+    if ((limited || expiresAt !== 0) && this.takeNow(e)) return true;
     this.ready.push(e);
     if (limited && this.overflow === 'drop-head') this.dropOverflow();
     if (expiresAt !== 0) this.armExpiry(expiresAt);
@@ -283,6 +284,13 @@ export class Queue implements Destination, Pager {
     // comes back because its channel closed keeps its place
     if (returned && this.countsDeliveries) this.ready.push(this.toBack(entry));
     else this.ready.requeue(entry);
+    // a classic queue's limit holds for what comes back too: the head goes, as RabbitMQ's does
+    if (
+      (this.maxLength >= 0 || this.maxBytes >= 0) &&
+      this.overflow === 'drop-head' &&
+      !this.countsDeliveries
+    )
+      this.dropOverflow();
     if (entry.expiresAt !== 0) this.armExpiry(entry.expiresAt);
     if (this.ring.length > 0) scheduleDelivery(this);
   }
@@ -388,12 +396,13 @@ export class Queue implements Destination, Pager {
 
   /** basic.get: the next ready entry, counted as delivered. */
   get(): QueueEntry | undefined {
-    this.lastUsed = Date.now();
-    if (this.ttl >= 0 || this.expiryTimer !== null) this.expireHeads();
+    const now = Date.now();
+    this.lastUsed = now;
+    this.expireHeads(now);
     const e = this.ready.shift();
     if (e) this.unacked++;
     // an expired message now at the head goes at once (get-ok's message count leaves it out)
-    if (e && this.expiryTimer !== null) this.expireHeads();
+    if (e) this.expireHeads(now);
     return e;
   }
 
@@ -439,6 +448,15 @@ export class Queue implements Destination, Pager {
         more = true;
         break;
       }
+      // a message that expired behind a longer-lived one goes when it reaches the head
+      const h = ready.peek()!;
+      if (h.expiresAt !== 0) {
+        const now = Date.now();
+        if (h.expiresAt <= now) {
+          this.expireHeads(now);
+          continue;
+        }
+      }
       const c = this.ring.pick();
       if (c === null) break;
       const e = ready.shift()!;
@@ -446,6 +464,9 @@ export class Queue implements Destination, Pager {
       n++;
       c.deliver(this, e);
     }
+    // a head that expires, now that the one before it is gone, expires on time
+    const head = ready.peek();
+    if (head !== undefined && head.expiresAt !== 0 && n > 0) this.armExpiry(head.expiresAt);
     this.congestion.afterPass(n);
     return more;
   }

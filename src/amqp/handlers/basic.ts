@@ -225,7 +225,12 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
     q = ch.vhost.getQueue(lastQueueOr(ch, a.queue), conn.id);
     // exclusive consumers are a classic queue thing: quorum queues and streams ignore the flag
     const classic = queueType(q.args) === 'classic';
-    if (classic && q.consumerCount > 0 && (a.exclusive || q.consumers.some((c) => c.exclusive))) {
+    // RabbitMQ refuses an exclusive consumer on a single-active-consumer queue, even an idle one
+    const sac = q.args['x-single-active-consumer'] === true;
+    if (
+      classic &&
+      ((a.exclusive && sac) || (q.consumerCount > 0 && (a.exclusive || q.consumers.some((c) => c.exclusive))))
+    ) {
       throw accessRefused(`queue '${q.name}' in vhost '${ch.vhost.name}' in exclusive use`);
     }
   }

@@ -1,0 +1,212 @@
+/**
+ * Classic-queue rules a differential probe against RabbitMQ 3.10.8 found Warren missing: a
+ * message that expired behind a longer-lived one is never delivered, a length limit holds for
+ * requeued messages too, an exclusive consumer is refused on a single-active-consumer queue,
+ * direct reply-to deliveries carry tag 1, and a classic queue's redeclare compares RabbitMQ's
+ * set of arguments.
+ */
+import type amqplib from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { withBroker } from '../helpers/broker.js';
+import { connectAmqplib, nextChannelError } from '../helpers/consumers.js';
+import { waitFor } from '../helpers/wait.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Takes everything with basic.get: [body, message count after it]. */
+async function getAll(ch: amqplib.Channel, q: string): Promise<[string, number][]> {
+  const out: [string, number][] = [];
+  for (;;) {
+    const m = await ch.get(q, { noAck: true });
+    if (m === false) return out;
+    out.push([m.content.toString(), m.fields.messageCount]);
+  }
+}
+
+describe('a message that expired behind a longer-lived one', () => {
+  it('is dropped when it reaches the head of a basic.get queue', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('q');
+      ch.sendToQueue('q', Buffer.from('live'));
+      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '50' });
+      ch.sendToQueue('q', Buffer.from('live2'));
+      await ch.waitForConfirms();
+      await sleep(150);
+      expect(await getAll(ch, 'q')).toEqual([
+        ['live', 1],
+        ['live2', 0],
+      ]);
+      await model.close();
+    });
+  });
+
+  it('is dead-lettered, not delivered, when a consumer reaches it', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('dlq');
+      await ch.assertQueue('q', {
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      });
+      ch.sendToQueue('q', Buffer.from('live'));
+      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '50' });
+      ch.sendToQueue('q', Buffer.from('live2'));
+      await ch.waitForConfirms();
+      await sleep(150);
+      const got: string[] = [];
+      await ch.consume('q', (m) => got.push(m!.content.toString()), { noAck: true });
+      await waitFor(() => got.length === 2, 'the live messages');
+      const dead = await getAll(ch, 'dlq');
+      expect(got).toEqual(['live', 'live2']);
+      expect(dead).toEqual([['exp', 0]]);
+      await model.close();
+    });
+  });
+
+  it('expires on time once the message in front of it is taken', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('dlq');
+      await ch.assertQueue('q', {
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      });
+      ch.sendToQueue('q', Buffer.from('live'));
+      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '100' });
+      await ch.waitForConfirms();
+      expect((await ch.get('q', { noAck: true })) !== false).toBe(true);
+      // nobody consumes: the new head's own expiry dead-letters it
+      await sleep(400);
+      expect((await ch.checkQueue('q')).messageCount).toBe(0);
+      expect((await ch.checkQueue('dlq')).messageCount).toBe(1);
+      await model.close();
+    });
+  });
+});
+
+describe('x-max-length with drop-head', () => {
+  it('drops the head when a requeued message takes the queue over its limit', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('dlq');
+      await ch.assertQueue('q', {
+        arguments: { 'x-max-length': 1, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      });
+      ch.sendToQueue('q', Buffer.from('a'));
+      await ch.waitForConfirms();
+      const a = await ch.get('q');
+      if (a === false) throw new Error('no message');
+      ch.sendToQueue('q', Buffer.from('b'));
+      ch.sendToQueue('q', Buffer.from('c'));
+      await ch.waitForConfirms();
+      ch.nack(a, false, true);
+      expect((await ch.checkQueue('q')).messageCount).toBe(1);
+      expect(await getAll(ch, 'q')).toEqual([['c', 0]]);
+      const dead = await ch.get('dlq', { noAck: true });
+      if (dead === false) throw new Error('nothing dead-lettered');
+      expect(dead.content.toString()).toBe('b');
+      const requeued = await ch.get('dlq', { noAck: true });
+      if (requeued === false) throw new Error('the requeued head was not dead-lettered');
+      expect(requeued.content.toString()).toBe('a');
+      expect(requeued.properties.headers?.['x-death']?.[0]?.reason).toBe('maxlen');
+      await model.close();
+    });
+  });
+});
+
+describe('single active consumer', () => {
+  it('refuses an exclusive consumer, even on an idle queue', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('sac', { arguments: { 'x-single-active-consumer': true } });
+      const err = nextChannelError(ch);
+      await ch.consume('sac', () => {}, { exclusive: true }).catch(() => {});
+      expect((await err).message).toContain("ACCESS_REFUSED - queue 'sac' in vhost '/' in exclusive use");
+      await model.close();
+    });
+  });
+});
+
+describe('direct reply-to', () => {
+  it('delivers every reply with tag 1 and leaves the channel’s tags alone', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      const tags: number[] = [];
+      await ch.consume('amq.rabbitmq.reply-to', (m) => tags.push(m!.fields.deliveryTag), { noAck: true });
+      for (let i = 0; i < 3; i++) ch.sendToQueue('', Buffer.from('x'), { replyTo: 'amq.rabbitmq.reply-to' });
+      // the requests go nowhere; the replies are sent to the reply-to name directly
+      const server = await model.createChannel();
+      await server.assertQueue('req');
+      ch.sendToQueue('req', Buffer.from('r1'), { replyTo: 'amq.rabbitmq.reply-to' });
+      ch.sendToQueue('req', Buffer.from('r2'), { replyTo: 'amq.rabbitmq.reply-to' });
+      let served = 0;
+      await server.consume(
+        'req',
+        (m) => {
+          served++;
+          server.sendToQueue(m!.properties.replyTo, Buffer.from('re'));
+        },
+        { noAck: true },
+      );
+      await waitFor(() => served === 2 && tags.length === 2, 'two replies');
+      expect(tags).toEqual([1, 1]);
+      await ch.assertQueue('plain');
+      ch.sendToQueue('plain', Buffer.from('p'));
+      const got = await (async () => {
+        for (let i = 0; i < 50; i++) {
+          const m = await ch.get('plain', { noAck: true });
+          if (m !== false) return m;
+          await sleep(10);
+        }
+        throw new Error('nothing in plain');
+      })();
+      expect(got.fields.deliveryTag).toBe(1);
+      await model.close();
+    });
+  });
+});
+
+describe('redeclaring a classic queue', () => {
+  it("ignores the other queue types' arguments and compares x-queue-master-locator", async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('c', { arguments: { 'x-queue-master-locator': 'min-masters' } });
+      for (const extra of [
+        { 'x-max-age': '1D' },
+        { 'x-delivery-limit': 5 },
+        { 'x-initial-cluster-size': 3 },
+      ]) {
+        await ch.assertQueue('c', { arguments: { 'x-queue-master-locator': 'min-masters', ...extra } });
+      }
+      const err = nextChannelError(ch);
+      await ch.assertQueue('c', { arguments: { 'x-queue-master-locator': 'random' } }).catch(() => {});
+      expect((await err).message).toContain(
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-master-locator' for queue 'c' in vhost '/': received 'random' but current is 'min-masters'",
+      );
+      await model.close();
+    });
+  });
+});
+
+describe('x-dead-letter-exchange', () => {
+  it('as a byte array is refused as RabbitMQ does: it must be a longstr', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      const err = nextChannelError(ch);
+      await ch
+        .assertQueue('q', { arguments: { 'x-dead-letter-exchange': Buffer.from('dlx') } })
+        .catch(() => {});
+      expect((await err).message).toContain(
+        "PRECONDITION_FAILED - invalid type 'binary' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'",
+      );
+      await model.close();
+    });
+  });
+});
