@@ -1,5 +1,5 @@
 /**
- * A queue's consumers, highest priority first (equal priorities in arrival order), and the
+ * A queue's consumers, highest priority first (equal priorities in rotation order), and the
  * choice of the next one to deliver to: round-robin among the highest-priority consumers that
  * can take a message, lower priorities only getting what higher ones cannot take; or, with
  * x-single-active-consumer, the one active consumer.
@@ -27,6 +27,14 @@ export class ConsumerRing<C extends RingMember> {
 
   add(c: C): void {
     const cs = this.list;
+    if (!this.singleActive && !this.mixedPriorities && cs.length > 0 && cs[0]!.priority === c.priority) {
+      // joins at the back of the rotation, just before the next to be served: RabbitMQ keeps its
+      // consumers in a queue, each served one going to the back, newcomers joining there
+      const at = this.rr % cs.length;
+      cs.splice(at, 0, c);
+      this.rr = at + 1;
+      return;
+    }
     let i = cs.length;
     while (i > 0 && cs[i - 1]!.priority < c.priority) i--;
     cs.splice(i, 0, c);

@@ -210,3 +210,26 @@ describe('x-dead-letter-exchange', () => {
     });
   });
 });
+
+describe('round robin', () => {
+  it('puts a consumer that joins at the back of the rotation, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('rr');
+      const got: Record<string, string[]> = { A: [], B: [], C: [] };
+      const join = async (name: string) =>
+        ch.consume('rr', (m) => got[name]!.push(m!.content.toString()), { noAck: true });
+      await join('A');
+      await join('B');
+      ch.sendToQueue('rr', Buffer.from('m0'));
+      await waitFor(() => got['A']!.length === 1, 'm0 to A');
+      await join('C');
+      for (let i = 1; i <= 5; i++) ch.sendToQueue('rr', Buffer.from(`m${i}`));
+      await waitFor(() => got['A']!.length + got['B']!.length + got['C']!.length === 6, 'all six');
+      // served A; the rotation is then B A, and C joins behind them
+      expect(got).toEqual({ A: ['m0', 'm2', 'm5'], B: ['m1', 'm4'], C: ['m3'] });
+      await model.close();
+    });
+  });
+});
