@@ -10,8 +10,9 @@ import type { DeathReason, Queue } from './queue.js';
 /**
  * The message as it leaves `queue` for its dead-letter exchange, as RabbitMQ 3.10 writes it:
  * x-death gains an entry for this queue and reason (or counts the same death again, keeping its
- * first time, and moves it to the front); the x-first-death-* headers come with the first
- * x-death; a per-message expiration moves into the entry as original-expiration; CC goes when a
+ * first time, and moves it to the front, its keys sorted; older entries stay as they were); the
+ * x-first-death-* headers come with the first x-death; a per-message expiration moves into the
+ * entry as original-expiration; CC goes when a
  * dead-letter routing key replaces the routing keys; the headers are sorted by key. Every other
  * header keeps its wire type.
  */
@@ -42,8 +43,9 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
       if (props.expiration !== undefined) d['original-expiration'] = props.expiration;
       deaths.unshift(d);
     }
-    // once a message has an x-death history, RabbitMQ writes its entries with sorted keys
-    headers['x-death'] = Array.isArray(had) ? deaths.map((d) => sortedTable(plain(d))) : deaths;
+    // once a message has an x-death history, RabbitMQ writes the entry it adds or counts again
+    // with sorted keys, and leaves the others (a client's own included) exactly as they were
+    headers['x-death'] = Array.isArray(had) ? [sortedTable(plain(deaths[0]!)), ...deaths.slice(1)] : deaths;
     if (had === undefined) {
       headers['x-first-death-exchange'] = msg.exchange;
       headers['x-first-death-queue'] = queue.name;

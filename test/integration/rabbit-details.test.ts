@@ -274,6 +274,49 @@ describe('dead letters', () => {
     });
   });
 
+  it("x-death: a new entry's keys are sorted, older entries keep theirs (RabbitMQ 3.10)", async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dl', { durable: false });
+      // q1 expires into q2, which dead-letters a reject into dl
+      await ch.assertQueue('q2', {
+        durable: false,
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' },
+      });
+      await ch.assertQueue('q1', {
+        durable: false,
+        arguments: { 'x-message-ttl': 20, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'q2' },
+      });
+      ch.sendToQueue('q1', Buffer.from('x'));
+      const m = await waitForGet(ch, 'q2');
+      ch.nack(m, false, false);
+      for (let i = 0; i < 100 && (await ch.checkQueue('dl')).messageCount === 0; i++) await sleep(10);
+      const h = await typedHeaders(broker.port, 'dl');
+      const deaths = (val(h['x-death']) as Typed[]).map((d) => val(d) as FieldTable);
+      expect(deaths.map((d) => val(d['queue']))).toEqual(['q2', 'q1']);
+      expect(Object.keys(deaths[0]!)).toEqual([
+        'count',
+        'exchange',
+        'queue',
+        'reason',
+        'routing-keys',
+        'time',
+      ]);
+      // the first death's entry as it was written then
+      expect(Object.keys(deaths[1]!)).toEqual([
+        'count',
+        'reason',
+        'queue',
+        'time',
+        'exchange',
+        'routing-keys',
+      ]);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   async function waitForGet(ch: amqplib.Channel, q: string): Promise<amqplib.GetMessage> {
     for (let i = 0; i < 100; i++) {
       const m = await ch.get(q, { noAck: false });
