@@ -166,8 +166,9 @@ export class Queue implements Destination, Pager {
       msg.properties.length > 2 && msg.properties.readUInt16BE(0) & 0x0100 ? msg.expirationMs() : -1;
     const ttl = perMessage >= 0 && (this.ttl < 0 || perMessage < this.ttl) ? perMessage : this.ttl;
     if (ttl >= 0) {
-      // TTL 0: the message lives only if a consumer can take it right now
-      if (ttl === 0) {
+      // TTL 0: the message lives only if a consumer can take it right now; behind others it
+      // waits, expired, until it reaches the head (RabbitMQ counts it until then)
+      if (ttl === 0 && this.ready.length === 0) {
         if (!this.takeNow(new QueueEntry(msg, this.nextSeq++, 0))) this.dead(msg, 'expired');
         return true;
       }

@@ -42,6 +42,24 @@ describe('a message that expired behind a longer-lived one', () => {
     });
   });
 
+  it('with expiration 0 is counted until it reaches the head, then dropped', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('q');
+      ch.sendToQueue('q', Buffer.from('live'));
+      ch.sendToQueue('q', Buffer.from('zero'), { expiration: '0' });
+      ch.sendToQueue('q', Buffer.from('live2'));
+      await ch.waitForConfirms();
+      expect((await ch.checkQueue('q')).messageCount).toBe(3);
+      expect(await getAll(ch, 'q')).toEqual([
+        ['live', 1],
+        ['live2', 0],
+      ]);
+      await model.close();
+    });
+  });
+
   it('is dead-lettered, not delivered, when a consumer reaches it', async () => {
     await withBroker(async (broker) => {
       const { model } = await connectAmqplib(broker.url);
