@@ -75,14 +75,14 @@ export class Broker implements ConnectionContext {
     this.users = new UserStore(config.loopbackUsers);
     // Clients gate RabbitMQ's extensions on product 'RabbitMQ' (amqp091-go skips its
     // RabbitMQ-only tests otherwise) and some on its version, so Warren answers with the
-    // RabbitMQ release whose behaviour it follows and names itself in platform and information.
+    // RabbitMQ release whose behaviour it follows and names itself in platform and information
+    // (the same keys as RabbitMQ's: clients compare the set).
     this.serverProperties = {
       product: 'RabbitMQ',
       version: RABBITMQ_COMPAT_VERSION,
       platform: `Warren ${VERSION} on Node.js ${process.version}`,
       copyright: 'Copyright (c) the Warren authors',
       information: `Warren ${VERSION}, an AMQP 0-9-1 broker compatible with RabbitMQ ${RABBITMQ_COMPAT_VERSION}. Licensed under the MIT License`,
-      warren_version: VERSION,
       cluster_name: `warren@${hostname()}`,
       capabilities: CAPABILITIES,
     };

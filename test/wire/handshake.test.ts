@@ -192,7 +192,15 @@ describe('connection.start', () => {
         expect(p['product']).toBe('RabbitMQ');
         expect(p['version']).toBe('3.10.8');
         expect(p['platform']).toBe(`Warren ${PACKAGE_VERSION} on Node.js ${process.version}`);
-        expect(p['warren_version']).toBe(PACKAGE_VERSION);
+        expect(Object.keys(p).sort()).toEqual([
+          'capabilities',
+          'cluster_name',
+          'copyright',
+          'information',
+          'platform',
+          'product',
+          'version',
+        ]);
         expect(String(p['information'])).toMatch(/^Warren .*compatible with RabbitMQ 3\.10\.8/);
         expect(p['capabilities']).toEqual({
           publisher_confirms: true,
