@@ -242,9 +242,14 @@ export class Channel implements ConfirmTarget {
         chan.channelFlow(this, a as A.ChannelFlow);
         return;
       case Method.CHANNEL_FLOW_OK:
-        // the answer to a channel.flow we sent; we never send one, so there is nothing to do
-        return;
+        // the answer to a channel.flow, which Warren never sends: 503, as RabbitMQ
+        throw commandInvalid('channel.flow-ok received, but no channel.flow was sent');
       default:
+        // connection methods belong on channel 0 (RabbitMQ: 503 as well)
+        if (id >>> 16 === 10)
+          throw commandInvalid(
+            `${methodName(id)} is not valid on channel ${this.number}; connection methods go on channel 0`,
+          );
         throw notImplemented(`${methodName(id)} is not implemented`);
     }
   }

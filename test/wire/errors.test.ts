@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
+import type { OutBuffer } from '../../src/protocol/out-buffer.js';
 import { withBroker } from '../helpers/broker.js';
 import { bytes, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
 
@@ -229,6 +230,35 @@ describe('undecodable and unknown methods', () => {
         expect(close.replyCode).toBe(540);
         expect(close.replyText.slice(0, 'NOT_IMPLEMENTED - '.length)).toBe('NOT_IMPLEMENTED - ');
         await c.expectClosed();
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+});
+
+describe('methods a client has no business sending there are 503 COMMAND_INVALID, as RabbitMQ', () => {
+  it.each([
+    [
+      'an unsolicited channel.flow-ok',
+      (w: OutBuffer) => M.encodeChannelFlowOk(w, 1, { active: true }),
+      20,
+      21,
+    ],
+    [
+      'connection.close on a channel other than 0',
+      (w: OutBuffer) =>
+        M.encodeConnectionClose(w, 1, { replyCode: 200, replyText: '', classId: 0, methodId: 0 }),
+      10,
+      50,
+    ],
+  ])('%s', async (_what, send, classId, methodId) => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.send(send);
+        await expectHardClose(c, { code: 503, text: 'COMMAND_INVALID - ', classId, methodId });
       } finally {
         c.close();
       }
