@@ -23,16 +23,35 @@ async function getAll(ch: amqplib.Channel, q: string): Promise<[string, number][
   }
 }
 
+/**
+ * A confirm channel and queue 'q' (dead-lettering into 'dlq' when `dlx`), holding 'live', then
+ * `middle` with `expiration`, then 'live2' unless `last` is false.
+ */
+async function queueWithExpiring(
+  url: string,
+  o: { dlx: boolean; middle: string; expiration: string; last?: boolean },
+): Promise<{ model: amqplib.ChannelModel; ch: amqplib.ConfirmChannel }> {
+  const { model } = await connectAmqplib(url);
+  const ch = await model.createConfirmChannel();
+  if (o.dlx) await ch.assertQueue('dlq');
+  await ch.assertQueue('q', {
+    arguments: o.dlx ? { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' } : {},
+  });
+  ch.sendToQueue('q', Buffer.from('live'));
+  ch.sendToQueue('q', Buffer.from(o.middle), { expiration: o.expiration });
+  if (o.last !== false) ch.sendToQueue('q', Buffer.from('live2'));
+  await ch.waitForConfirms();
+  return { model, ch };
+}
+
 describe('a message that expired behind a longer-lived one', () => {
   it('is dropped when it reaches the head of a basic.get queue', async () => {
     await withBroker(async (broker) => {
-      const { model } = await connectAmqplib(broker.url);
-      const ch = await model.createConfirmChannel();
-      await ch.assertQueue('q');
-      ch.sendToQueue('q', Buffer.from('live'));
-      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '50' });
-      ch.sendToQueue('q', Buffer.from('live2'));
-      await ch.waitForConfirms();
+      const { model, ch } = await queueWithExpiring(broker.url, {
+        dlx: false,
+        middle: 'exp',
+        expiration: '50',
+      });
       await sleep(150);
       expect(await getAll(ch, 'q')).toEqual([
         ['live', 1],
@@ -44,13 +63,11 @@ describe('a message that expired behind a longer-lived one', () => {
 
   it('with expiration 0 is counted until it reaches the head, then dropped', async () => {
     await withBroker(async (broker) => {
-      const { model } = await connectAmqplib(broker.url);
-      const ch = await model.createConfirmChannel();
-      await ch.assertQueue('q');
-      ch.sendToQueue('q', Buffer.from('live'));
-      ch.sendToQueue('q', Buffer.from('zero'), { expiration: '0' });
-      ch.sendToQueue('q', Buffer.from('live2'));
-      await ch.waitForConfirms();
+      const { model, ch } = await queueWithExpiring(broker.url, {
+        dlx: false,
+        middle: 'zero',
+        expiration: '0',
+      });
       expect((await ch.checkQueue('q')).messageCount).toBe(3);
       expect(await getAll(ch, 'q')).toEqual([
         ['live', 1],
@@ -62,16 +79,11 @@ describe('a message that expired behind a longer-lived one', () => {
 
   it('is dead-lettered, not delivered, when a consumer reaches it', async () => {
     await withBroker(async (broker) => {
-      const { model } = await connectAmqplib(broker.url);
-      const ch = await model.createConfirmChannel();
-      await ch.assertQueue('dlq');
-      await ch.assertQueue('q', {
-        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      const { model, ch } = await queueWithExpiring(broker.url, {
+        dlx: true,
+        middle: 'exp',
+        expiration: '50',
       });
-      ch.sendToQueue('q', Buffer.from('live'));
-      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '50' });
-      ch.sendToQueue('q', Buffer.from('live2'));
-      await ch.waitForConfirms();
       await sleep(150);
       const got: string[] = [];
       await ch.consume('q', (m) => got.push(m!.content.toString()), { noAck: true });
@@ -85,15 +97,12 @@ describe('a message that expired behind a longer-lived one', () => {
 
   it('expires on time once the message in front of it is taken', async () => {
     await withBroker(async (broker) => {
-      const { model } = await connectAmqplib(broker.url);
-      const ch = await model.createConfirmChannel();
-      await ch.assertQueue('dlq');
-      await ch.assertQueue('q', {
-        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      const { model, ch } = await queueWithExpiring(broker.url, {
+        dlx: true,
+        middle: 'exp',
+        expiration: '100',
+        last: false,
       });
-      ch.sendToQueue('q', Buffer.from('live'));
-      ch.sendToQueue('q', Buffer.from('exp'), { expiration: '100' });
-      await ch.waitForConfirms();
       expect((await ch.get('q', { noAck: true })) !== false).toBe(true);
       // nobody consumes: the new head's own expiry dead-letters it
       await sleep(400);

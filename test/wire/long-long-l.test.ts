@@ -54,6 +54,22 @@ function publishWithL(channel: number, exchange: string, routingKey: string): Bu
   ]);
 }
 
+/** queue.declare of 'ttl30d' with x-message-ttl and x-expires of 30 days, as 'l' values. */
+function declare30d(): Buffer {
+  const thirtyDays = new Typed('l', 2_592_000_000);
+  return bytes((w) =>
+    M.encodeQueueDeclare(w, 1, {
+      queue: 'ttl30d',
+      passive: false,
+      durable: false,
+      exclusive: false,
+      autoDelete: false,
+      noWait: false,
+      arguments: { 'x-message-ttl': thirtyDays, 'x-expires': thirtyDays },
+    }),
+  );
+}
+
 async function openChannel(c: RawClient, n = 1): Promise<void> {
   c.send((w) => M.encodeChannelOpen(w, n, {}));
   await c.expectMethod(Method.CHANNEL_OPEN_OK);
@@ -64,38 +80,11 @@ describe("field type 'L'", () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);
       await openChannel(c);
-      const declare = bytes((w) =>
-        M.encodeQueueDeclare(w, 1, {
-          queue: 'ttl30d',
-          passive: false,
-          durable: false,
-          exclusive: false,
-          autoDelete: false,
-          noWait: false,
-          arguments: {
-            'x-message-ttl': new Typed('l', 2_592_000_000),
-            'x-expires': new Typed('l', 2_592_000_000),
-          },
-        }),
-      );
-      c.write(asL(declare, ['x-message-ttl', 'x-expires']));
+      c.write(asL(declare30d(), ['x-message-ttl', 'x-expires']));
       const ok = await c.expectMethod(Method.QUEUE_DECLARE_OK);
       expect(ok.args?.['queue']).toBe('ttl30d');
       // an equivalent redeclare as 'l' is accepted: same value, same type as RabbitMQ sees it
-      c.send((w) =>
-        M.encodeQueueDeclare(w, 1, {
-          queue: 'ttl30d',
-          passive: false,
-          durable: false,
-          exclusive: false,
-          autoDelete: false,
-          noWait: false,
-          arguments: {
-            'x-message-ttl': new Typed('l', 2_592_000_000),
-            'x-expires': new Typed('l', 2_592_000_000),
-          },
-        }),
-      );
+      c.write(declare30d());
       await c.expectMethod(Method.QUEUE_DECLARE_OK);
       c.close();
     });
