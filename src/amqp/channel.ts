@@ -355,9 +355,9 @@ export class Channel implements ConfirmTarget {
         this.conn.bodies.settled(u.entry, u.flush);
       } else if (how !== Settle.Reject) u.queue.requeue(u.entry, how === Settle.Return);
       else u.queue.reject(u.entry);
-      if (c?.active && this.globalPrefetch === 0) c.queue.wake();
+      if (c?.active && this.globalPrefetch === 0) c.queue.wake(c);
     }
-    if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake();
+    if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake(c);
   }
 
   /** An ack inside a transaction: the tags leave the table now (a second ack is an error). */

@@ -385,7 +385,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
 
   private wakeConsumers(): void {
     this.stalled = false;
-    for (const ch of this.channels.values()) for (const c of ch.consumers.values()) c.queue.wake();
+    for (const ch of this.channels.values()) for (const c of ch.consumers.values()) c.queue.wake(c);
   }
 
   // ---------------------------------------------------------------- lifecycle

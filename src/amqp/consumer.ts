@@ -17,6 +17,7 @@ export class Consumer implements QueueConsumer {
   /** deliveries not yet settled */
   unacked = 0;
   active = true;
+  parked = false;
 
   constructor(
     tag: string,

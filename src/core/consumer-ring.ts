@@ -3,12 +3,20 @@
  * choice of the next one to deliver to: round-robin among the highest-priority consumers that
  * can take a message, lower priorities only getting what higher ones cannot take; or, with
  * x-single-active-consumer, the one active consumer.
+ *
+ * The rotation is RabbitMQ's: its queue keeps the consumers that may take messages in a queue,
+ * serves the one at the front and puts it at the back. One found unable to take (at its
+ * prefetch, say) leaves that queue, and joins it again at the back once it can take again. Here
+ * the list is a ring read from `rr`; one found unable is `parked` where it stands (passed over,
+ * as before) and `unpark` moves it to the back when it may take again (an ack, say).
  */
 
 export interface RingMember {
   readonly priority: number;
   /** true when it may take one more message now */
   canTake(): boolean;
+  /** the ring found it unable to take, and it has not taken since (the ring's own mark) */
+  parked: boolean;
 }
 
 export class ConsumerRing<C extends RingMember> {
@@ -27,12 +35,9 @@ export class ConsumerRing<C extends RingMember> {
 
   add(c: C): void {
     const cs = this.list;
+    c.parked = false;
     if (!this.singleActive && !this.mixedPriorities && cs.length > 0 && cs[0]!.priority === c.priority) {
-      // joins at the back of the rotation, just before the next to be served: RabbitMQ keeps its
-      // consumers in a queue, each served one going to the back, newcomers joining there
-      const at = this.rr % cs.length;
-      cs.splice(at, 0, c);
-      this.rr = at + 1;
+      this.toBack(c); // newcomers join at the back of the rotation
       return;
     }
     let i = cs.length;
@@ -40,6 +45,31 @@ export class ConsumerRing<C extends RingMember> {
     cs.splice(i, 0, c);
     if (this.singleActive && this.active === null) this.active = c; // the first to come keeps it
     this.mixedPriorities = cs.some((x) => x.priority !== cs[0]!.priority);
+  }
+
+  /** Puts `c` (not in the list) at the back of the rotation: just before the next to be served. */
+  private toBack(c: C): void {
+    const cs = this.list;
+    const at = cs.length === 0 ? 0 : this.rr % cs.length;
+    cs.splice(at, 0, c);
+    this.rr = at + 1;
+  }
+
+  /**
+   * `c` may take messages again (its channel got an ack, say): if the ring had found it unable,
+   * it rejoins at the back of the rotation, behind those that could take all along.
+   */
+  unpark(c: C): void {
+    if (!c.parked || !c.canTake()) return;
+    c.parked = false;
+    // priority groups and a single active consumer keep their own order
+    if (this.singleActive || this.mixedPriorities) return;
+    const cs = this.list;
+    const i = cs.indexOf(c);
+    if (i < 0) return;
+    cs.splice(i, 1);
+    if (this.rr > i) this.rr--;
+    this.toBack(c);
   }
 
   /** Takes `c` out; false when it was not in. */
@@ -78,9 +108,11 @@ export class ConsumerRing<C extends RingMember> {
         const i = (this.rr + k) % n;
         const c = cs[i]!;
         if (c.canTake()) {
+          c.parked = false;
           this.rr = (i + 1) % n;
           return c;
         }
+        c.parked = true;
       }
       return null;
     }

@@ -40,6 +40,8 @@ export interface QueueConsumer extends CongestibleConsumer {
   readonly exclusive: boolean;
   /** true when it may take one more message now (prefetch, flow, socket backpressure) */
   canTake(): boolean;
+  /** the queue's rotation found it unable to take (core/consumer-ring.ts) */
+  parked: boolean;
   /** hands over one entry; the consumer owns its acknowledgement from here */
   deliver(queue: Queue, entry: QueueEntry): void;
   /** the queue is gone: tell the client (basic.cancel) if it supports that */
@@ -430,9 +432,16 @@ export class Queue implements Destination, Pager {
     return this.autoDelete && this.hadConsumer && this.ring.length === 0;
   }
 
-  /** A consumer may take messages again (acked, drained, flow on). */
-  wake(): void {
+  /** A consumer may take messages again (acked, drained, qos raised): it rejoins the rotation. */
+  wake(c: QueueConsumer): void {
+    if (c.parked) this.ring.unpark(c);
     if (this.ready.length > 0 && this.ring.length > 0) scheduleDelivery(this);
+  }
+
+  /** Delivers what consumers can take now rather than later in the tick (a nack's requeue). */
+  deliverNow(): void {
+    if (this.deleted || this.ready.length === 0 || this.ring.length === 0) return;
+    if (this.deliverPass()) scheduleDelivery(this);
   }
 
   /**

@@ -242,7 +242,7 @@ export class StreamQueue extends Queue {
     return super.removeConsumer(c);
   }
 
-  override wake(): void {
+  override wake(_c: QueueConsumer): void {
     if (this.readers.length > 0) scheduleDelivery(this);
   }
 

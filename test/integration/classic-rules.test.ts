@@ -260,3 +260,62 @@ describe('round robin', () => {
     });
   });
 });
+
+describe('rotation after a consumer could not take', () => {
+  it('puts a consumer found at its prefetch at the back once its ack frees it, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('rr');
+      const a = await model.createChannel();
+      await a.prefetch(1);
+      const got: Record<string, string[]> = { A: [], B: [], C: [] };
+      const held: amqplib.Message[] = [];
+      await a.consume('rr', (m) => {
+        got['A']!.push(m!.content.toString());
+        held.push(m!);
+      });
+      await ch.consume('rr', (m) => got['B']!.push(m!.content.toString()), { noAck: true });
+      await ch.consume('rr', (m) => got['C']!.push(m!.content.toString()), { noAck: true });
+      const total = () => got['A']!.length + got['B']!.length + got['C']!.length;
+      for (let i = 0; i < 4; i++) ch.sendToQueue('rr', Buffer.from(`m${i}`));
+      await waitFor(() => total() === 4, 'the first four');
+      // m3 found A at its prefetch, so the rotation went on as C B; the ack puts A behind them
+      a.ack(held[0]!);
+      for (let i = 4; i < 8; i++) ch.sendToQueue('rr', Buffer.from(`m${i}`));
+      await waitFor(() => total() === 8, 'all eight');
+      expect(got).toEqual({ A: ['m0', 'm6'], B: ['m1', 'm3', 'm5'], C: ['m2', 'm4', 'm7'] });
+      await model.close();
+    });
+  });
+
+  it('hands what a nack requeues to the next in the rotation at once, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('rq');
+      const c1 = await model.createChannel();
+      await c1.prefetch(2);
+      const first: string[] = [];
+      const held: amqplib.Message[] = [];
+      await c1.consume('rq', (m) => {
+        first.push(m!.content.toString());
+        held.push(m!);
+      });
+      for (let i = 0; i < 6; i++) ch.sendToQueue('rq', Buffer.from(`m${i}`));
+      await waitFor(() => first.length === 2, 'm0 and m1 to the first consumer');
+      await ch.prefetch(10);
+      const second: string[] = [];
+      await ch.consume('rq', (m) => second.push(`${m!.content}${m!.fields.redelivered ? '*' : ''}`));
+      await waitFor(() => second.length === 4, 'the rest to the second consumer');
+      // each requeue is delivered before the next nack is read: m1 to the second consumer, which
+      // is next in turn, and m0 to the first, which the nack of m1 put back behind it
+      c1.nack(held[1]!, false, true);
+      c1.nack(held[0]!, false, true);
+      await waitFor(() => first.length === 3 && second.length === 5, 'both requeues delivered');
+      expect(first).toEqual(['m0', 'm1', 'm0']);
+      expect(second).toEqual(['m2', 'm3', 'm4', 'm5', 'm1*']);
+      await model.close();
+    });
+  });
+});

@@ -306,13 +306,13 @@ export function basicQos(ch: Channel, a: A.BasicQos): void {
   if (a.prefetchSize !== 0) throw notImplemented(`prefetch_size!=0 (${a.prefetchSize})`);
   if (a.global) {
     ch.globalPrefetch = a.prefetchCount;
-    for (const c of ch.consumers.values()) c.queue.wake();
+    for (const c of ch.consumers.values()) c.queue.wake(c);
   } else {
     ch.consumerPrefetch = a.prefetchCount;
     // as RabbitMQ: setting the per-consumer prefetch lifts a global one set before
     if (ch.globalPrefetch !== 0) {
       ch.globalPrefetch = 0;
-      for (const c of ch.consumers.values()) c.queue.wake();
+      for (const c of ch.consumers.values()) c.queue.wake(c);
     }
   }
   encodeBasicQosOk(ch.conn.out, ch.number, {});
@@ -386,6 +386,16 @@ function notFromStream(ch: Channel, list: Unacked[]): Unacked[] {
 function settleOrHold(ch: Channel, list: Unacked[], how: Settle): void {
   if (!ch.txMode) {
     ch.settle(list, how);
+    // as RabbitMQ's queue does at each requeue: what came back goes out now, to whoever is
+    // next in the rotation, before the next frame is read
+    if (how === Settle.Return) {
+      let last: Queue | null = null;
+      for (const u of list) {
+        if (u.queue === last) continue;
+        last = u.queue;
+        last.deliverNow();
+      }
+    }
     return;
   }
   ch.take(list);
