@@ -7,8 +7,11 @@
  */
 import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
+import * as M from '../../src/protocol/generated/methods.js';
+import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib, nextChannelError } from '../helpers/consumers.js';
+import { RawClient } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -315,6 +318,47 @@ describe('rotation after a consumer could not take', () => {
       await waitFor(() => first.length === 3 && second.length === 5, 'both requeues delivered');
       expect(first).toEqual(['m0', 'm1', 'm0']);
       expect(second).toEqual(['m2', 'm3', 'm4', 'm5', 'm1*']);
+      await model.close();
+    });
+  });
+});
+
+describe('delivery at each settle', () => {
+  it('delivers to a consumer its ack freed before reading a basic.get in the same packet, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('ag');
+      for (let i = 0; i < 3; i++) ch.sendToQueue('ag', Buffer.from(`m${i}`));
+      await ch.waitForConfirms();
+      const c = await RawClient.open(broker.port);
+      try {
+        c.send((w) => {
+          M.encodeChannelOpen(w, 1, {});
+          M.encodeChannelOpen(w, 2, {});
+          M.encodeBasicQos(w, 1, { prefetchSize: 0, prefetchCount: 1, global: false });
+          M.encodeBasicConsume(w, 1, {
+            queue: 'ag',
+            consumerTag: 'A',
+            noLocal: false,
+            noAck: false,
+            exclusive: false,
+            noWait: false,
+            arguments: {},
+          });
+        });
+        await c.expectMethod(Method.BASIC_DELIVER);
+        // one write: the ack frees A, which takes m1 before the get is read; the get has m2
+        c.send((w) => {
+          M.encodeBasicAck(w, 1, { deliveryTag: 1, multiple: false });
+          M.encodeBasicGet(w, 2, { queue: 'ag', noAck: true });
+        });
+        await c.expectMethod(Method.BASIC_GET_OK);
+        const bodies = c.frames.filter((f) => f.type === 3).map((f) => `${f.channel}:${f.payload}`);
+        expect(bodies).toEqual(['1:m0', '1:m1', '2:m2']);
+      } finally {
+        c.close();
+      }
       await model.close();
     });
   });

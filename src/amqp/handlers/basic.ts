@@ -386,15 +386,13 @@ function notFromStream(ch: Channel, list: Unacked[]): Unacked[] {
 function settleOrHold(ch: Channel, list: Unacked[], how: Settle): void {
   if (!ch.txMode) {
     ch.settle(list, how);
-    // as RabbitMQ's queue does at each requeue: what came back goes out now, to whoever is
-    // next in the rotation, before the next frame is read
-    if (how === Settle.Return) {
-      let last: Queue | null = null;
-      for (const u of list) {
-        if (u.queue === last) continue;
-        last = u.queue;
-        last.deliverNow();
-      }
+    // as RabbitMQ's queue does at each ack, nack or reject: what came back, and what a consumer
+    // freed by it can take, goes out now, before the next frame is read
+    let last: Queue | null = null;
+    for (const u of list) {
+      if (u.queue === last) continue;
+      last = u.queue;
+      last.deliverNow();
     }
     return;
   }
