@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import type { UserStore } from './core/users.js';
 import { VHost, type VHostRegistry } from './core/vhost.js';
 import type { Logger } from './log.js';
-import type { FieldTable } from './protocol/field-table.js';
+import { type FieldTable, withWireTypes } from './protocol/field-table.js';
 import type { Definition, Store } from './storage/store.js';
 
 export interface RecoveryTarget {
@@ -53,7 +53,7 @@ export function recover(b: RecoveryTarget): Set<number> {
           true,
           d['autoDelete'] === true,
           d['internal'] === true,
-          (d['args'] ?? {}) as FieldTable,
+          withWireTypes((d['args'] ?? {}) as FieldTable, d['argTypes']),
           id,
         );
         break;
@@ -71,7 +71,7 @@ export function recover(b: RecoveryTarget): Set<number> {
             durable: true,
             exclusive: false,
             autoDelete: d['autoDelete'] === true,
-            args: (d['args'] ?? {}) as FieldTable,
+            args: withWireTypes((d['args'] ?? {}) as FieldTable, d['argTypes']),
           },
           0,
           id,

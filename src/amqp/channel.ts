@@ -287,6 +287,7 @@ export class Channel implements ConfirmTarget {
       q.settle(entry);
     } else {
       this.unacked.set(tag, new Unacked(tag, q, entry, c, this.conn.bodies.next));
+      q.countDelivery(entry);
       c.unacked++;
       this.unackedCount++;
     }
@@ -314,7 +315,10 @@ export class Channel implements ConfirmTarget {
     entry.deliveries++;
     if (noAck) q.settle(entry);
     // basic.get deliveries are not limited by prefetch, so they are not counted against it
-    else this.unacked.set(tag, new Unacked(tag, q, entry, null, this.conn.bodies.next));
+    else {
+      this.unacked.set(tag, new Unacked(tag, q, entry, null, this.conn.bodies.next));
+      q.countDelivery(entry);
+    }
     return tag;
   }
 

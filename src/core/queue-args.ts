@@ -13,48 +13,59 @@ import {
 } from '../protocol/field-table.js';
 import { intervalMs } from './stream-offset.js';
 
-/** Arguments RabbitMQ checks for equivalence on redeclare. */
-const COMPARED = [
+/**
+ * A classic queue's redeclare compares its own arguments and x-queue-master-locator, in this
+ * order, and takes the other types' arguments without a look (RabbitMQ 3.10.8, probed).
+ */
+const CLASSIC_COMPARED = [
   'x-expires',
   'x-message-ttl',
   'x-dead-letter-exchange',
   'x-dead-letter-routing-key',
   'x-max-length',
   'x-max-length-bytes',
-  'x-max-in-memory-length',
-  'x-max-in-memory-bytes',
   'x-max-priority',
   'x-overflow',
   'x-queue-mode',
   'x-queue-version',
   'x-single-active-consumer',
+  'x-queue-type',
+  'x-queue-master-locator',
+];
+
+/**
+ * A quorum queue's and a stream's redeclare compare their own types' arguments, in this order
+ * (the first that differs is named; RabbitMQ 3.10.8, probed).
+ */
+const QUORUM_COMPARED = [
+  'x-dead-letter-exchange',
+  'x-dead-letter-routing-key',
+  'x-dead-letter-strategy',
+  'x-expires',
+  'x-max-length',
+  'x-max-length-bytes',
+  'x-max-in-memory-length',
+  'x-max-in-memory-bytes',
+  'x-overflow',
+  'x-single-active-consumer',
+  'x-queue-type',
+  'x-quorum-initial-group-size',
   'x-delivery-limit',
+  'x-message-ttl',
+  'x-queue-leader-locator',
+];
+const STREAM_COMPARED = [
+  'x-max-length-bytes',
   'x-queue-type',
   'x-max-age',
   'x-stream-max-segment-size-bytes',
   'x-initial-cluster-size',
   'x-queue-leader-locator',
 ];
-
-/**
- * A classic queue's redeclare compares its own arguments and x-queue-master-locator, and takes
- * the other types' arguments without a look (RabbitMQ 3.10.8, probed).
- */
-const CLASSIC_COMPARED = [
-  ...COMPARED.filter(
-    (k) =>
-      ![
-        'x-max-in-memory-length',
-        'x-max-in-memory-bytes',
-        'x-delivery-limit',
-        'x-max-age',
-        'x-stream-max-segment-size-bytes',
-        'x-initial-cluster-size',
-        'x-queue-leader-locator',
-      ].includes(k),
-  ),
-  'x-queue-master-locator',
-];
+const COMPARED_BY_TYPE: Record<string, string[]> = {
+  quorum: QUORUM_COMPARED,
+  stream: STREAM_COMPARED,
+};
 
 export const QUEUE_TYPES = ['classic', 'quorum', 'stream'];
 
@@ -114,7 +125,7 @@ export function queueType(args: FieldTable): string {
  * else the tail of RabbitMQ's "inequivalent arg" text with %Q standing for the queue.
  */
 export function argsEquivalence(current: FieldTable, received: FieldTable): string | null {
-  for (const k of queueType(current) === 'classic' ? CLASSIC_COMPARED : COMPARED) {
+  for (const k of COMPARED_BY_TYPE[queueType(current)] ?? CLASSIC_COMPARED) {
     const cur = current[k];
     const got = received[k];
     // an absent x-queue-type is a classic queue

@@ -152,10 +152,7 @@ export class Queue implements Destination, Pager {
     return this.ring.list;
   }
 
-  /**
-   * Adds a published message. Returns false when x-overflow reject-publish refuses it (the
-   * publisher's confirm becomes a nack).
-   */
+  /** Adds a published message; false when x-overflow reject-publish refuses it (a nack). */
   enqueue(msg: Message): boolean {
     if (this.maxLength >= 0 || this.maxBytes >= 0) {
       if (this.overflow !== 'drop-head' && this.full(msg.body.length)) {
@@ -177,7 +174,8 @@ export class Queue implements Destination, Pager {
       expiresAt = Date.now() + ttl;
     }
     const e = new QueueEntry(msg, this.nextSeq++, expiresAt);
-    if (this.store !== null && msg.persistent) {
+    // a quorum queue keeps every message, persistent or not, as RabbitMQ's do
+    if (this.store !== null && (msg.persistent || this.countsDeliveries)) {
       this.store.enqueue(this.id, e, msg);
       msg.reusable = false;
     }
@@ -283,9 +281,9 @@ export class Queue implements Destination, Pager {
       this.dead(entry.msg, 'delivery_limit');
       return;
     }
-    // a quorum queue puts what a consumer nacked or rejected at the back (RabbitMQ 3.10); what
-    // comes back because its channel closed keeps its place
-    if (returned && this.countsDeliveries) this.ready.push(this.toBack(entry));
+    // a quorum queue puts what a consumer nacked or rejected at the back, or with a delivery
+    // limit at the front (RabbitMQ 3.10.8; here its old place); a channel's close keeps places
+    if (returned && this.countsDeliveries && this.deliveryLimit < 0) this.ready.push(this.toBack(entry));
     else this.ready.requeue(entry);
     // a classic queue's limit holds for what comes back too: the head goes, as RabbitMQ's does
     if (
@@ -318,6 +316,11 @@ export class Queue implements Destination, Pager {
   /** The entry leaves the queue for good: the store deletes it. */
   private forget(e: QueueEntry): void {
     if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg);
+  }
+
+  /** A quorum queue's stored entry was delivered: its count is written now, to survive a crash. */
+  countDelivery(e: QueueEntry): void {
+    if (this.countsDeliveries && e.storeState !== 0) this.store!.countDelivery(this.id, e);
   }
 
   /** Its backlog is past what memory holds and pages to and from the store. */
@@ -362,7 +365,8 @@ export class Queue implements Destination, Pager {
   /** Recovery: the first stored messages come back into memory, the rest stay paged out. */
   recover(store: Store): number {
     if (this.store === null) return 0;
-    if (store.uncleanStart) this.recoveredUpTo = Number.MAX_SAFE_INTEGER;
+    // after a crash, classic queues take every message as maybe delivered; quorum queues know
+    if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = Number.MAX_SAFE_INTEGER;
     const head = store.messages(this.id, 0, PAGE_COUNT);
     for (const r of head) {
       const e = this.entryFor(r);
@@ -386,7 +390,7 @@ export class Queue implements Destination, Pager {
       }
     }
     this.nextSeq = last + 1;
-    if (store.uncleanStart) this.recoveredUpTo = last + 1;
+    if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = last + 1;
     return total;
   }
 

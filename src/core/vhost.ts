@@ -13,7 +13,7 @@ import {
   preconditionFailed,
   resourceLocked,
 } from '../errors.js';
-import { type FieldTable, wireTypeOf } from '../protocol/field-table.js';
+import { type FieldTable, wireTypeOf, wireTypesOf, withWireTypes } from '../protocol/field-table.js';
 import type { Store } from '../storage/store.js';
 import { ERLANG_ATOMS } from './erlang-atoms.js';
 
@@ -150,6 +150,7 @@ export class VHost {
           autoDelete,
           internal,
           args,
+          argTypes: wireTypesOf(args),
         });
     }
     this.exchanges.set(name, ex);
@@ -216,7 +217,8 @@ export class VHost {
       if (argDiff) throw preconditionFailed(`inequivalent arg ${argDiff.replace('%Q', this.q(name))}`);
       return existing;
     }
-    if (name.startsWith('amq.') && d.name !== '') {
+    // (a server-named queue is amq.gen-…, and a durable one comes back from the store so named)
+    if (name.startsWith('amq.') && d.name !== '' && recoveredId === 0) {
       throw accessRefused(`queue name '${name}' contains reserved prefix 'amq.*'`);
     }
     // a queue recovered from the store was valid when declared; later, stricter checks must not drop it
@@ -235,6 +237,7 @@ export class VHost {
           name,
           autoDelete: d.autoDelete,
           args: d.args,
+          argTypes: wireTypesOf(d.args),
         });
       q.attachStore(this.store, id);
     }
@@ -285,7 +288,8 @@ export class VHost {
     const name = String(def['destination']);
     const dst = def['destinationKind'] === 'queue' ? this.queues.get(name) : this.exchanges.get(name);
     if (src === undefined || dst === undefined) return false;
-    this.addBinding(src, dst, String(def['routingKey']), (def['args'] ?? {}) as FieldTable, id);
+    const args = withWireTypes((def['args'] ?? {}) as FieldTable, def['argTypes']);
+    this.addBinding(src, dst, String(def['routingKey']), args, id);
     return true;
   }
 
@@ -398,6 +402,7 @@ export class VHost {
           destination: dst.name,
           routingKey,
           args,
+          argTypes: wireTypesOf(args),
         });
     }
     src.bindings.set(key, b);

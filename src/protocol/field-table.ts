@@ -98,6 +98,18 @@ export function wireTypeOf(t: FieldTable, key: string): FieldType | undefined {
   return types?.[key];
 }
 
+/** The wire types of a decoded table's keys, to store with it (undefined: not off the wire). */
+export function wireTypesOf(t: FieldTable): Record<string, FieldType> | undefined {
+  return (t as { [WIRE_TYPES]?: Record<string, FieldType> })[WIRE_TYPES];
+}
+
+/** Gives a table read back from the store the wire types it arrived with (wireTypesOf's). */
+export function withWireTypes(t: FieldTable, types: unknown): FieldTable {
+  if (types !== null && typeof types === 'object' && wireTypesOf(t) === undefined)
+    Object.defineProperty(t, WIRE_TYPES, { value: { ...(types as Record<string, FieldType>) } });
+  return t;
+}
+
 /** Thrown on a malformed table; the connection maps it to a syntax error. */
 export class TableError extends Error {}
 

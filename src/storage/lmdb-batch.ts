@@ -19,6 +19,9 @@ export interface Batch {
   remShared: boolean[];
   /** the entry has a delivery-count record to delete */
   remDeliv: boolean[];
+  /** delivered entries whose count is written now (countDelivery) */
+  delivQueue: number[];
+  delivEntry: StoredEntry[];
   confirms: ConfirmBatch;
 }
 
@@ -35,6 +38,8 @@ export function newBatch(): Batch {
     remBody: [],
     remShared: [],
     remDeliv: [],
+    delivQueue: [],
+    delivEntry: [],
     confirms: new ConfirmBatch(),
   };
 }

@@ -152,6 +152,14 @@ export class LmdbStore implements Store {
       this.undelivered.set(e, queueId);
   }
 
+  countDelivery(queueId: number, e: StoredEntry): void {
+    if (e.storeState === EntryState.None) return;
+    e.storeDeliv = true; // a remove from now on deletes the record too
+    this.batch.delivQueue.push(queueId);
+    this.batch.delivEntry.push(e);
+    this.schedule();
+  }
+
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void {
     const state = e.storeState;
     if (state === EntryState.None) return;
@@ -321,6 +329,16 @@ export class LmdbStore implements Store {
         e.storeState = EntryState.Inline;
       }
       e.storeBatch = batchNo;
+      ops++;
+    }
+    for (let i = 0; i < b.delivEntry.length; i++) {
+      const e = b.delivEntry[i]!;
+      // written (now or before) and not removed since; removes below delete the record again
+      if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) continue;
+      const v = Buffer.allocUnsafe(4);
+      v.writeUInt32BE(e.deliveries, 0);
+      last = this.guard(this.t.deliv.put(Buffer.from(messageKey(key, b.delivQueue[i]!, e.seq)), v));
+      this.t.deliveryWritten();
       ops++;
     }
     for (let i = 0; i < b.remSeq.length; i++) {

@@ -100,7 +100,7 @@ export class LmdbTables {
   readonly firstBody: number;
   /** references to each shared body from stored entries (counted here, not on the message) */
   readonly bodyRefs = new Map<number, number>();
-  /** the deliveries db has records (it is only written at close, so this holds for the run) */
+  /** the deliveries db has records (written at close, and per delivery for quorum queues) */
   private hasDeliv = false;
   /** bodies read during recovery, so queues sharing one get the same object */
   private recoveredBodies: Map<number, StoredMessage> | null = new Map();
@@ -205,6 +205,11 @@ export class LmdbTables {
       if (m !== null) out.push(m);
     }
     return out;
+  }
+
+  /** A delivery count was written during the run: reads look them up from now on. */
+  deliveryWritten(): void {
+    this.hasDeliv = true;
   }
 
   private readonly bodyOf = (id: number): Buffer | undefined => this.bodies.get(u64Key(id));

@@ -174,6 +174,8 @@ interface MemoryBatch {
   rangeQueue: number[];
   rangeFrom: number[];
   rangeTo: number[];
+  delivQueue: number[];
+  delivEntry: StoredEntry[];
 }
 
 /**
@@ -228,6 +230,8 @@ export class MemoryStore implements Store {
             rangeQueue: [],
             rangeFrom: [],
             rangeTo: [],
+            delivQueue: [],
+            delivEntry: [],
           };
     if (disk !== undefined) disk.owner = this;
   }
@@ -279,6 +283,15 @@ export class MemoryStore implements Store {
     if (this.batch === null) return;
     if (e.storeState === EntryState.Inline || e.storeState === EntryState.Shared)
       this.undelivered.set(e, queueId);
+  }
+
+  countDelivery(queueId: number, e: StoredEntry): void {
+    const b = this.batch;
+    if (b === null || e.storeState === EntryState.None) return;
+    e.storeDeliv = true;
+    b.delivQueue.push(queueId);
+    b.delivEntry.push(e);
+    this.schedule();
   }
 
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void {
@@ -366,6 +379,11 @@ export class MemoryStore implements Store {
       disk.put(b.enqQueue[i]!, e.seq, record);
       e.storeBatch = batchNo;
     }
+    for (let i = 0; i < b.delivEntry.length; i++) {
+      const e = b.delivEntry[i]!;
+      if (e.storeState === EntryState.Inline || e.storeState === EntryState.Shared)
+        disk.deliver(b.delivQueue[i]!, e.seq, e.deliveries);
+    }
     for (let i = 0; i < b.remSeq.length; i++) disk.deleteRange(b.remQueue[i]!, b.remSeq[i]!, b.remSeq[i]!);
     for (let i = 0; i < b.rangeQueue.length; i++)
       disk.deleteRange(b.rangeQueue[i]!, b.rangeFrom[i]!, b.rangeTo[i]!);
@@ -379,6 +397,8 @@ export class MemoryStore implements Store {
     b.rangeQueue.length = 0;
     b.rangeFrom.length = 0;
     b.rangeTo.length = 0;
+    b.delivQueue.length = 0;
+    b.delivEntry.length = 0;
   }
 
   // ---------------------------------------------------------------- recovery

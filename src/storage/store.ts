@@ -88,6 +88,11 @@ export interface Store {
    * is kept across the restart.
    */
   delivered(queueId: number, e: StoredEntry): void;
+  /**
+   * A stored entry was delivered, and its delivery count is written with the next commit, so
+   * even a crash keeps it (quorum queues: x-delivery-count and the delivery limit count on it).
+   */
+  countDelivery(queueId: number, e: StoredEntry): void;
   /** A stored entry left its queue (acked, dropped, purged, dead-lettered). */
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
   /** The stored messages of a queue, in seq order (at most `limit`, from `fromSeq`). */

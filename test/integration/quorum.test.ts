@@ -156,6 +156,46 @@ describe('quorum queues', () => {
     });
   });
 
+  it('with a delivery limit, a nacked message comes back first, as RabbitMQ 3.10.8', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('ql', { durable: true }, { ...QUORUM, 'x-delivery-limit': 5 });
+      for (const b of ['x1', 'x2', 'x3']) await ch.basicPublish('', 'ql', b);
+      const seen: unknown[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await ch.basicGet('ql', { noAck: false });
+        seen.push([m?.bodyString(), deliveryCount(m)]);
+        await m!.nack(true);
+      }
+      expect(seen).toEqual([
+        ['x1', 0],
+        ['x1', 1],
+        ['x1', 2],
+      ]);
+      await client.close();
+    });
+  });
+
+  it('redeclares compare the quorum arguments in RabbitMQ 3.10.8 order, x-queue-type before x-delivery-limit', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qa', { durable: true }, { ...QUORUM, 'x-delivery-limit': 5, 'x-max-length': 5 });
+      await ch.queueDeclare('qb', { durable: true }, { ...QUORUM, 'x-quorum-initial-group-size': 1 });
+      const refusal = (name: string, args: Record<string, unknown>) =>
+        amqpClientRefusal(client, (c) => c.queueDeclare(name, { durable: true }, args));
+      expect(await refusal('qa', { 'x-max-length': 6 })).toContain("inequivalent arg 'x-max-length'");
+      expect(await refusal('qa', { 'x-max-length': 5 })).toContain(
+        "inequivalent arg 'x-queue-type' for queue 'qa' in vhost '/': received none but current is the value 'quorum' of type 'longstr'",
+      );
+      expect(await refusal('qb', { ...QUORUM, 'x-quorum-initial-group-size': 3 })).toContain(
+        "inequivalent arg 'x-quorum-initial-group-size'",
+      );
+      await client.close();
+    });
+  });
+
   it('a message moved to the back is stored once, under its new place, and survives a restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'warren-quorum-'));
     const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });

@@ -492,6 +492,44 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(store.messages(Q1).map((r) => r.deliveries)).toEqual([1, 2, 1]);
     });
 
+    it('countDelivery writes the count at the next commit, with no close needed; a remove deletes it', async () => {
+      const m1 = message('counted');
+      const e1 = new QueueEntry(m1, 1, 0);
+      const m2 = message('counted, then removed');
+      const e2 = new QueueEntry(m2, 2, 0);
+      store.enqueue(Q1, e1, m1);
+      store.enqueue(Q1, e2, m2);
+      await commitAndSettle(store);
+      e1.deliveries = 1;
+      store.countDelivery(Q1, e1);
+      e2.deliveries = 1;
+      store.countDelivery(Q1, e2);
+      await commitAndSettle(store);
+      e1.deliveries = 2;
+      store.countDelivery(Q1, e1);
+      await commitAndSettle(store);
+      // on disk now, as a crash would leave it
+      expect(store.messages(Q1).map((r) => [r.seq, r.deliveries])).toEqual([
+        [1, 2],
+        [2, 1],
+      ]);
+      store.remove(Q1, e2, m2);
+      await commitAndSettle(store);
+      // a new entry under the removed one's seq finds no count left behind
+      const m3 = message('same seq, never delivered');
+      store.enqueue(Q1, new QueueEntry(m3, 2, 0), m3);
+      await commitAndSettle(store);
+      expect(store.messages(Q1).map((r) => [r.seq, r.deliveries])).toEqual([
+        [1, 2],
+        [2, 0],
+      ]);
+      const [q1] = await reopen();
+      expect(q1!.map((r) => [r.seq, r.deliveries])).toEqual([
+        [1, 2],
+        [2, 0],
+      ]);
+    });
+
     it('a message in several queues is stored once and kept until its last entry is removed', async () => {
       const m = message('shared');
       const e1 = new QueueEntry(m, 1, 0);
