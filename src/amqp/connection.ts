@@ -107,6 +107,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
     socket.on('drain', () => {
       this.writable = true;
       this.wakeConsumers();
+      this.gate.drained();
     });
     socket.on('error', (err) => {
       this.log.debug({ err: err.message }, 'socket error');
@@ -370,7 +371,10 @@ export class Connection implements FrameSink, HeartbeatOwner {
     const ok = this.socket.write(chunks[last]!, this.bodies.onWritten);
     if (last > 0) this.socket.uncork();
     if (!ok) this.writable = false;
-    else if (this.stalled) this.wakeConsumers();
+    else {
+      if (this.stalled) this.wakeConsumers();
+      this.gate.drained();
+    }
   }
 
   /**

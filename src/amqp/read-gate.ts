@@ -29,6 +29,8 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   private paused = false;
   /** queues holding this connection's reading */
   private holds = 0;
+  /** reading waits for the socket to drain (backedUp) */
+  private drainWait = false;
 
   constructor(
     private readonly conn: GatedConnection,
@@ -70,6 +72,24 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     if (--this.holds === 0) this.resumeReading();
   }
 
+  /**
+   * The peer asks for replies (basic.get, mandatory publishes that come back) without reading
+   * them: read nothing more from it until its socket drains, so its output cannot grow without
+   * bound. Consumer deliveries need not this: they wait for canWrite() themselves.
+   */
+  backedUp(): void {
+    if (this.drainWait || this.conn.canWrite()) return;
+    this.drainWait = true;
+    if (!this.paused) this.pauseReading();
+  }
+
+  /** The socket took what was written: reading goes on (next tick) if backedUp() stopped it. */
+  drained(): void {
+    if (!this.drainWait) return;
+    this.drainWait = false;
+    scheduleResume(this);
+  }
+
   /** Stops reading until the resume phase of this tick. */
   yieldTick(): void {
     if (this.paused) return;
@@ -83,7 +103,7 @@ export class ReadGate implements FlowConnection, HeldPublisher {
 
   resumeReading(): void {
     this.credit = PUBLISH_CREDIT;
-    if (!this.paused || this.holds > 0) return;
+    if (!this.paused || this.holds > 0 || this.drainWait) return;
     const flow = this.conn.ctx.flow;
     if (flow.blocked) {
       flow.hold(this);

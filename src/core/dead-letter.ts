@@ -28,7 +28,7 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
     });
     if (i >= 0) {
       const d = { ...(plain(deaths[i]!) as FieldTable) };
-      d['count'] = new Typed('l', Number(plain(d['count']) ?? 0) + 1);
+      d['count'] = new Typed('l', nextCount(plain(d['count'])));
       deaths.splice(i, 1);
       deaths.unshift(d);
     } else {
@@ -58,6 +58,17 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
   const rk = queue.deadLetterRoutingKey ?? msg.routingKey;
   msg.reusable = false;
   return new Message(queue.deadLetterExchange ?? '', rk, properties, msg.body);
+}
+
+const MAX_LONG = 2n ** 63n - 1n;
+
+/**
+ * The count after `v`, as a 64-bit long: one more, stopping at the largest long; a count that is
+ * no integer (a client may write anything into x-death) starts again at 1.
+ */
+function nextCount(v: FieldValue): bigint {
+  const n = typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : 0n;
+  return n >= MAX_LONG ? MAX_LONG : n + 1n;
 }
 
 /** A table with its keys in byte order (RabbitMQ keeps header tables sorted); other values as is. */
@@ -102,4 +113,66 @@ export function ccKeys(msg: Message): string[] | undefined {
   if (!Array.isArray(cc)) return undefined;
   const keys = cc.filter((k): k is string => typeof k === 'string');
   return keys.length > 0 ? keys : undefined;
+}
+
+/** Dead letters routed per turn of the event loop (DeadLetterRouter). */
+const DEAD_BUDGET = 256;
+
+class DeadJob {
+  constructor(
+    readonly queue: Queue,
+    readonly msg: Message,
+    readonly reason: DeathReason,
+  ) {}
+}
+
+/**
+ * Routes a vhost's dead letters one at a time: a dead letter that makes more (a TTL-0 queue
+ * dead-lettering on) waits its turn instead of nesting, since cycles and fan-outs of such queues
+ * would otherwise run the stack out, or hold the event loop for as long as they last. At most
+ * DEAD_BUDGET go per turn of the loop, the rest on the next; depth first, so what waits stays
+ * small, and each one's own in the order it made them.
+ */
+export class DeadLetterRouter {
+  private readonly stack: DeadJob[] = [];
+  private nested: DeadJob[] = [];
+  private routing = false;
+
+  constructor(private readonly routeOne: (queue: Queue, msg: Message, reason: DeathReason) => void) {}
+
+  add(queue: Queue, msg: Message, reason: DeathReason): void {
+    if (queue.deadLetterExchange === undefined) return;
+    const j = new DeadJob(queue, msg, reason);
+    if (this.routing) this.nested.push(j);
+    else {
+      this.stack.push(j);
+      this.run();
+    }
+  }
+
+  private run(): void {
+    const stack = this.stack;
+    this.routing = true;
+    let n = 0;
+    try {
+      while (stack.length > 0) {
+        if (n++ === DEAD_BUDGET) {
+          setImmediate(() => this.run());
+          return;
+        }
+        const j = stack.pop()!;
+        this.routeOne(j.queue, j.msg, j.reason);
+        const nested = this.nested;
+        for (let i = nested.length - 1; i >= 0; i--) stack.push(nested[i]!);
+        nested.length = 0;
+      }
+      this.routing = false;
+    } catch (e) {
+      // a bug: report it (the caller's tick does), and leave the router usable
+      stack.length = 0;
+      this.nested.length = 0;
+      this.routing = false;
+      throw e;
+    }
+  }
 }

@@ -3,6 +3,7 @@
  * (flags and property list) and one owned body buffer. Deliveries re-send these bytes; the
  * fields routing needs are peeked without decoding the property table.
  */
+import { isUtf8 } from 'node:buffer';
 import { decodeTable, type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
 import {
   type BasicProperties,
@@ -92,6 +93,20 @@ export class Message {
   }
 }
 
+/** The short-string properties, by name and property index. */
+const SHORT_STRINGS = [
+  ['contentType', PropertyIndex.CONTENT_TYPE],
+  ['contentEncoding', PropertyIndex.CONTENT_ENCODING],
+  ['correlationId', PropertyIndex.CORRELATION_ID],
+  ['replyTo', PropertyIndex.REPLY_TO],
+  ['expiration', PropertyIndex.EXPIRATION],
+  ['messageId', PropertyIndex.MESSAGE_ID],
+  ['type', PropertyIndex.TYPE],
+  ['userId', PropertyIndex.USER_ID],
+  ['appId', PropertyIndex.APP_ID],
+  ['clusterId', PropertyIndex.CLUSTER_ID],
+] as const;
+
 /**
  * The properties re-encoded after `edit` changed them. `props.headers` holds every header value
  * wrapped in its wire type (field-table `Typed`), so the headers not edited keep their types.
@@ -100,6 +115,14 @@ export function editProperties(properties: Buffer, edit: (props: BasicProperties
   const props = decodeBasicProperties(properties, 0, properties.length);
   const o = propertyOffset(properties, 0, PropertyIndex.HEADERS);
   if (o >= 0) props.headers = decodeTable(properties, o + 4, o + 4 + properties.readUInt32BE(o), true);
+  // a short string that is not UTF-8 decoded with replacement characters: keep its bytes
+  for (const [name, index] of SHORT_STRINGS) {
+    const v = props[name];
+    if (typeof v !== 'string' || !v.includes('\uFFFD')) continue;
+    const at = propertyOffset(properties, 0, index);
+    const raw = properties.subarray(at + 1, at + 1 + properties[at]!);
+    if (!isUtf8(raw)) (props as Record<string, unknown>)[name] = Buffer.from(raw); // OutBuffer.shortstr writes it as is
+  }
   edit(props);
   const w = new OutBuffer();
   encodeBasicProperties(w, props);

@@ -148,7 +148,8 @@ export function describe(v: FieldValue, wire?: FieldType): string {
 function display(v: FieldValue): string {
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   if (v instanceof Date) return String(Math.floor(v.getTime() / 1000));
-  if (typeof v === 'object' && v !== null) return JSON.stringify(v);
+  if (typeof v === 'object' && v !== null)
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
   return String(v);
 }
 

@@ -19,7 +19,7 @@ import { ERLANG_ATOMS } from './erlang-atoms.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
 
-import { ccKeys, deadLettered, isDeadLetterCycle } from './dead-letter.js';
+import { ccKeys, DeadLetterRouter, deadLettered, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
 import {
   argsKey,
@@ -62,6 +62,8 @@ export class VHost {
   readonly defaultExchange: DefaultExchange;
   private epoch = 0;
   private readonly routed: Queue[] = [];
+  /** dead letters, routed one at a time (core/dead-letter.ts) */
+  private readonly deadLetters = new DeadLetterRouter((q, m, r) => this.routeDead(q, m, r));
 
   constructor(name: string, store: Store) {
     this.name = name;
@@ -302,16 +304,16 @@ export class VHost {
 
   /** DeadLetterSink: republishes a dead message to the queue's dead-letter exchange. */
   deadLetter(queue: Queue, msg: Message, reason: DeathReason): void {
+    this.deadLetters.add(queue, msg, reason);
+  }
+
+  /** Routes one dead letter (the dead-letter router calls it, one at a time). */
+  private routeDead(queue: Queue, msg: Message, reason: DeathReason): void {
     const ex = this.exchanges.get(queue.deadLetterExchange ?? '');
     if (ex === undefined) return; // RabbitMQ drops it when the exchange does not exist
     const dead = deadLettered(queue, msg, reason);
-    const targets = this.route(
-      ex,
-      dead,
-      queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined,
-      [],
-    );
-    for (const q of targets) if (!isDeadLetterCycle(dead, q)) q.enqueue(dead);
+    const keys = queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined;
+    for (const q of this.route(ex, dead, keys, [])) if (!isDeadLetterCycle(dead, q)) q.enqueue(dead);
   }
 
   /** Removes a queue and its bindings, cancelling its consumers. */

@@ -10,6 +10,7 @@
  * pass-through of client data keeps the raw bytes instead of decoding). Encoding accepts both.
  */
 
+import { isUtf8 } from 'node:buffer';
 import type { OutBuffer } from './out-buffer.js';
 
 export type FieldType =
@@ -131,7 +132,8 @@ function readI64(b: Buffer, o: number): number | bigint {
 /**
  * Decodes the table body between `o` and `end` (the bytes after the u32 length prefix).
  */
-export function decodeTable(b: Buffer, o: number, end: number, typed = false): FieldTable {
+export function decodeTable(b: Buffer, o: number, end: number, typed = false, depth = 0): FieldTable {
+  if (depth > MAX_DEPTH) throw new TableError(TOO_DEEP);
   const t: FieldTable = {};
   if (o >= end) return t;
   const types: Record<string, FieldType> = Object.create(null) as Record<string, FieldType>;
@@ -140,19 +142,21 @@ export function decodeTable(b: Buffer, o: number, end: number, typed = false): F
     const key = b.toString('utf8', o + 1, o + 1 + kl);
     o += 1 + kl;
     if (o >= end) throw new TableError('field table key without a value');
+    if (!utf8Key(b, o - kl, o)) throw new TableError('a field table key is not valid UTF-8');
     types[key] = wireType(b[o]!);
-    o = decodeValue(b, o, end, t, key, typed);
+    o = decodeValue(b, o, end, t, key, typed, depth);
   }
   if (o !== end) throw new TableError('field table overruns its length');
   if (!typed) Object.defineProperty(t, WIRE_TYPES, { value: types });
   return t;
 }
 
-export function decodeArray(b: Buffer, o: number, end: number, typed = false): FieldValue[] {
+export function decodeArray(b: Buffer, o: number, end: number, typed = false, depth = 0): FieldValue[] {
+  if (depth > MAX_DEPTH) throw new TableError(TOO_DEEP);
   const box: FieldTable = {};
   const out: FieldValue[] = [];
   while (o < end) {
-    o = decodeValue(b, o, end, box, 'v', typed);
+    o = decodeValue(b, o, end, box, 'v', typed, depth);
     out.push(box['v']);
   }
   if (o !== end) throw new TableError('field array overruns its length');
@@ -167,6 +171,7 @@ function decodeValue(
   into: FieldTable,
   key: string,
   typed: boolean,
+  depth: number,
 ): number {
   const type = wireType(b[o]!);
   o += 1;
@@ -219,7 +224,9 @@ function decodeValue(
     case 'S': {
       const n = b.readUInt32BE(o);
       checkLen(o + 4 + n, end);
-      v = b.toString('utf8', o + 4, o + 4 + n);
+      // typed (a message's headers, to be re-encoded): bytes that are not UTF-8 stay bytes
+      const raw = typed ? b.subarray(o + 4, o + 4 + n) : null;
+      v = raw !== null && !isUtf8(raw) ? Buffer.from(raw) : b.toString('utf8', o + 4, o + 4 + n);
       o += 4 + n;
       break;
     }
@@ -233,7 +240,7 @@ function decodeValue(
     case 'A': {
       const n = b.readUInt32BE(o);
       checkLen(o + 4 + n, end);
-      v = decodeArray(b, o + 4, o + 4 + n, typed);
+      v = decodeArray(b, o + 4, o + 4 + n, typed, depth + 1);
       o += 4 + n;
       break;
     }
@@ -246,7 +253,7 @@ function decodeValue(
     case 'F': {
       const n = b.readUInt32BE(o);
       checkLen(o + 4 + n, end);
-      v = decodeTable(b, o + 4, o + 4 + n, typed);
+      v = decodeTable(b, o + 4, o + 4 + n, typed, depth + 1);
       o += 4 + n;
       break;
     }
@@ -270,13 +277,29 @@ function decodeValue(
  * the TableError decodeTable would. Publish checks message headers with it, so that a table
  * the broker may have to decode later (dead-lettering, headers routing) is sound.
  */
-export function checkTable(b: Buffer, o: number, end: number): void {
+export function checkTable(b: Buffer, o: number, end: number, depth = 0): void {
+  if (depth > MAX_DEPTH) throw new TableError(TOO_DEEP);
   while (o < end) {
-    o += 1 + b[o]!;
+    const k = o + 1;
+    o = k + b[o]!;
     if (o >= end) throw new TableError('field table key without a value');
-    o = skipValue(b, o, end);
+    if (!utf8Key(b, k, o)) throw new TableError('a field table key is not valid UTF-8');
+    o = skipValue(b, o, end, depth);
   }
   if (o !== end) throw new TableError('field table overruns its length');
+}
+
+/**
+ * Tables and arrays nest at most this deep: deeper ones are refused as malformed, so that no
+ * later walk of a stored message's headers (dead-lettering, routing) can run out of stack.
+ */
+export const MAX_DEPTH = 500;
+const TOO_DEEP = `field tables and arrays nested more than ${MAX_DEPTH} deep`;
+
+/** True when key bytes [o, end) are UTF-8 (ASCII checked here; anything else by Node). */
+function utf8Key(b: Buffer, o: number, end: number): boolean {
+  for (let i = o; i < end; i++) if (b[i]! >= 0x80) return isUtf8(b.subarray(o, end));
+  return true;
 }
 
 /** Width of the fixed-size field types, by type octet (0: not fixed-size). */
@@ -298,7 +321,7 @@ for (const [t, n] of [
 ] as const)
   FIXED[t.charCodeAt(0)] = n;
 
-function skipValue(b: Buffer, o: number, end: number): number {
+function skipValue(b: Buffer, o: number, end: number, depth: number): number {
   const t = b[o]!;
   o += 1;
   const fixed = t < 128 ? FIXED[t]! : 0;
@@ -309,10 +332,11 @@ function skipValue(b: Buffer, o: number, end: number): number {
     if (o + 4 > end) throw new TableError('field value overruns its table');
     const stop = o + 4 + b.readUInt32BE(o);
     checkLen(stop, end);
-    if (t === 0x46 /* F */) checkTable(b, o + 4, stop);
+    if (t === 0x46 /* F */) checkTable(b, o + 4, stop, depth + 1);
     else if (t === 0x41 /* A */) {
+      if (depth >= MAX_DEPTH) throw new TableError(TOO_DEEP);
       let i = o + 4;
-      while (i < stop) i = skipValue(b, i, stop);
+      while (i < stop) i = skipValue(b, i, stop, depth + 1);
       if (i !== stop) throw new TableError('field array overruns its length');
     }
     o = stop;

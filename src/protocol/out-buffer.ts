@@ -152,8 +152,17 @@ export class OutBuffer {
     this.pos += 8;
   }
 
-  /** Writes a shortstr; throws RangeError if it is longer than 255 bytes in UTF-8. */
-  shortstr(s: string): void {
+  /**
+   * Writes a shortstr; throws RangeError if it is longer than 255 bytes in UTF-8. A Buffer is
+   * written as it is (a message property that was not UTF-8, passed through unchanged).
+   */
+  shortstr(s: string | Buffer): void {
+    if (typeof s !== 'string') {
+      if (s.length > 255) throw new RangeError(`shortstr of ${s.length} bytes exceeds 255`);
+      this.u8(s.length);
+      this.bytes(s);
+      return;
+    }
     const len = s.length;
     this.ensure(1 + len * 3);
     const b = this.buf;

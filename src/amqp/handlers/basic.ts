@@ -176,6 +176,7 @@ export function deliverRouted(ch: Channel, a: A.BasicPublish, msg: Message, queu
       });
       writeContent(out, ch.number, msg, ch.conn.frameMax);
       ch.conn.markDirty();
+      ch.conn.gate.backedUp();
     }
   } else {
     let refused = false;
@@ -346,6 +347,7 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
     if (a.noAck) ch.conn.bodies.settled(entry, ch.conn.bodies.next);
   }
   ch.conn.markDirty();
+  ch.conn.gate.backedUp();
 }
 
 // ------------------------------------------------------------------ acknowledgements
