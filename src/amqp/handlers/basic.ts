@@ -387,19 +387,28 @@ function notFromStream(ch: Channel, list: Unacked[]): Unacked[] {
 /** Outside a tx the deliveries are settled now; inside one they are held until commit. */
 function settleOrHold(ch: Channel, list: Unacked[], how: Settle): void {
   if (!ch.txMode) {
-    ch.settle(list, how);
     // as RabbitMQ's queue does at each ack, nack or reject: what came back, and what a consumer
-    // freed by it can take, goes out now, before the next frame is read
+    // freed by it can take, goes out now, before the next frame is read. An ack's queue that has
+    // a pass due this tick anyway (publishes arriving) is left to it: smaller passes cost more.
+    const idle = how === Settle.Ack ? idleQueues(list) : null;
+    ch.settle(list, how);
     let last: Queue | null = null;
     for (const u of list) {
       if (u.queue === last) continue;
       last = u.queue;
-      last.deliverNow();
+      if (idle === null || idle.includes(last)) last.deliverNow();
     }
     return;
   }
   ch.take(list);
   ch.txSettles.push({ list, how });
+}
+
+/** The queues of `list` with no delivery pass due (one each). */
+function idleQueues(list: Unacked[]): Queue[] {
+  const out: Queue[] = [];
+  for (const u of list) if (!u.queue.scheduled && !out.includes(u.queue)) out.push(u.queue);
+  return out;
 }
 
 /** basic.recover(-async): every unacked delivery of the channel goes back to its queue. */
