@@ -13,6 +13,7 @@ import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib } from '../helpers/consumers.js';
 import { bytes, frame, RawClient } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** basic.publish to the default exchange with `props` (or these property bytes), on channel 1. */
 function rawPublish(queue: string, props: BasicProperties | Buffer, body = 'x'): Buffer {
@@ -160,6 +161,40 @@ describe('hostile input', () => {
       } finally {
         c.close();
       }
+    });
+  });
+
+  it('a client that sends basic.get without reading the replies is not read from until it does', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('sr');
+      ch.sendToQueue('sr', Buffer.alloc(1024, 0x61));
+      await ch.waitForConfirms();
+      const c = await RawClient.open(broker.port);
+      try {
+        c.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        const conn = [...broker.connections].find((x) => x.socket.remotePort === c.socket.localPort)!;
+        c.socket.pause();
+        // get + nack(all, requeue), 20,000 times: 20 MB of replies for 0.6 MB of requests
+        const K = 20_000;
+        const pair = bytes((w) => {
+          M.encodeBasicGet(w, 1, { queue: 'sr', noAck: false });
+          M.encodeBasicNack(w, 1, { deliveryTag: 0, multiple: true, requeue: true });
+        });
+        c.write(Buffer.concat(Array.from({ length: K }, () => pair)));
+        // the replies back up, and the broker stops reading (it used to read on and buffer them all)
+        await waitFor(() => conn.socket.isPaused(), 'the broker to stop reading', 10_000);
+        expect(conn.socket.writableLength).toBeLessThan(16 * 1024 * 1024);
+        c.socket.resume();
+        const gets = () => c.frames.filter((f) => f.methodId === Method.BASIC_GET_OK).length;
+        await waitFor(() => gets() === K, 'every get answered', 30_000);
+        expect(c.frames.some((f) => f.methodId === Method.CONNECTION_CLOSE)).toBe(false);
+      } finally {
+        c.close();
+      }
+      await model.close();
     });
   });
 });
