@@ -4,6 +4,7 @@
  * history in its headers.
  */
 import { type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
+import { Deque } from '../util/deque.js';
 import { editProperties, Message, plain } from './message.js';
 import type { DeathReason, Queue } from './queue.js';
 
@@ -134,9 +135,15 @@ class DeadJob {
  * small, and each one's own in the order it made them.
  */
 export class DeadLetterRouter {
+  /** dead letters made by dead letters, depth first */
   private readonly stack: DeadJob[] = [];
   private nested: DeadJob[] = [];
+  /** dead letters from queues (expiry, rejects, overflow), in the order they came */
+  private readonly waiting = new Deque<DeadJob>();
   private routing = false;
+  /** routed in this turn of the loop (reset by the next) */
+  private turn = 0;
+  private continuing = false;
 
   constructor(private readonly routeOne: (queue: Queue, msg: Message, reason: DeathReason) => void) {}
 
@@ -145,22 +152,24 @@ export class DeadLetterRouter {
     const j = new DeadJob(queue, msg, reason);
     if (this.routing) this.nested.push(j);
     else {
-      this.stack.push(j);
-      this.run();
+      this.waiting.push(j);
+      if (!this.continuing) this.run();
     }
   }
 
   private run(): void {
     const stack = this.stack;
+    this.continuing = false;
     this.routing = true;
-    let n = 0;
+    if (this.turn === 0) setImmediate(() => (this.turn = 0));
     try {
-      while (stack.length > 0) {
-        if (n++ === DEAD_BUDGET) {
+      while (stack.length > 0 || this.waiting.length > 0) {
+        if (this.turn++ >= DEAD_BUDGET) {
+          this.continuing = true;
           setImmediate(() => this.run());
-          return;
+          break;
         }
-        const j = stack.pop()!;
+        const j = stack.length > 0 ? stack.pop()! : this.waiting.shift()!;
         this.routeOne(j.queue, j.msg, j.reason);
         const nested = this.nested;
         for (let i = nested.length - 1; i >= 0; i--) stack.push(nested[i]!);
@@ -171,6 +180,7 @@ export class DeadLetterRouter {
       // a bug: report it (the caller's tick does), and leave the router usable
       stack.length = 0;
       this.nested.length = 0;
+      this.waiting.clear();
       this.routing = false;
       throw e;
     }

@@ -56,8 +56,9 @@ export interface DeadLetterSink {
   deadLetter(queue: Queue, msg: Message, reason: DeathReason): void;
 }
 
-/** Most messages a queue delivers in one pass before letting others run. */
+/** Most messages a queue delivers in one pass before letting others run; most expired dropped. */
 const PASS_BUDGET = 4096;
+const EXPIRE_CAP = 10_000;
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
@@ -233,19 +234,22 @@ export class Queue implements Destination, Pager {
 
   // ---------------------------------------------------------------- expiry
 
-  /**
-   * Drops (dead-letters) expired messages at the head of the queue. As in RabbitMQ only the
-   * head expires: behind a longer-lived message, or below a higher priority, one waits its turn.
-   */
-  expireHeads(now = Date.now()): void {
+  /** Drops (dead-letters) expired heads (only heads, as RabbitMQ); true when it stopped at cap. */
+  expireHeads(now = Date.now(), cap = Number.POSITIVE_INFINITY): boolean {
     let h = this.ready.peek();
     while (h !== undefined && h.expiresAt !== 0 && h.expiresAt <= now) {
+      // at most `cap` at a time: the store writes a tick's removals in one transaction
+      if (cap-- <= 0) {
+        this.armExpiry(now);
+        return true;
+      }
       this.ready.shift();
       this.forget(h);
       this.dead(h.msg, 'expired');
       h = this.ready.peek();
     }
     if (h !== undefined && h.expiresAt !== 0) this.armExpiry(h.expiresAt);
+    return false;
   }
 
   /** One timer per queue, for the earliest head expiry. */
@@ -258,7 +262,7 @@ export class Queue implements Destination, Pager {
       () => {
         this.expiryTimer = null;
         this.expiryAt = 0;
-        this.expireHeads();
+        this.expireHeads(Date.now(), EXPIRE_CAP);
       },
       // setTimeout takes at most 2^31-1 ms; a later expiry re-arms when this fires
       Math.min(2 ** 31 - 1, Math.max(0, at - Date.now())),
@@ -328,11 +332,7 @@ export class Queue implements Destination, Pager {
     return this.ready instanceof PagedReady && this.ready.pagingOut;
   }
 
-  /**
-   * At a clean stop, after channels requeued what they held: the store keeps each delivered
-   * stored entry's delivery count (cheaper than telling it per delivery; paged-out entries were
-   * never delivered), so it comes back redelivered.
-   */
+  /** At a clean stop (after requeues): the store keeps the delivered entries' counts. */
   keepDeliveries(): void {
     const store = this.store;
     if (store === null) return;
@@ -448,12 +448,9 @@ export class Queue implements Destination, Pager {
     if (this.deliverPass()) scheduleDelivery(this);
   }
 
-  /**
-   * Delivers up to the pass budget. Returns true if it stopped on the budget with work left
-   * (the scheduler runs it again next tick); false when out of messages or willing consumers.
-   */
+  /** Delivers up to the pass budget; true when it stopped with work left (run again next tick). */
   deliverPass(): boolean {
-    if (this.expiryTimer !== null) this.expireHeads();
+    if (this.expiryTimer !== null) this.expireHeads(Date.now(), EXPIRE_CAP);
     const ready = this.ready;
     let n = 0;
     let more = false;
@@ -467,8 +464,9 @@ export class Queue implements Destination, Pager {
       if (h.expiresAt !== 0) {
         const now = Date.now();
         if (h.expiresAt <= now) {
-          this.expireHeads(now);
-          continue;
+          if (!this.expireHeads(now, EXPIRE_CAP)) continue;
+          more = true;
+          break;
         }
       }
       const c = this.ring.pick();

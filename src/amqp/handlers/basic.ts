@@ -26,14 +26,11 @@ import {
   encodeBasicReturn,
 } from '../../protocol/generated/methods.js';
 import {
-  decodeBasicProperties,
-  encodeBasicProperties,
   PropertyFlag,
   PropertyIndex,
   propertyListEnd,
   propertyOffset,
 } from '../../protocol/generated/properties.js';
-import { OutBuffer } from '../../protocol/out-buffer.js';
 import { POOL_MIN } from '../../util/body-pool.js';
 import { type Channel, Settle, type Unacked } from '../channel.js';
 import { Consumer } from '../consumer.js';
@@ -197,11 +194,10 @@ function rewriteReplyTo(ch: Channel, msg: Message): void {
   if (msg.shortProperty(PropertyIndex.REPLY_TO) !== REPLY_TO) return;
   const q = ch.replyQueue;
   if (q === null) throw preconditionFailed('fast reply consumer does not exist');
-  const p = decodeBasicProperties(msg.properties, 0, msg.properties.length);
-  p.replyTo = q.name;
-  const w = new OutBuffer();
-  encodeBasicProperties(w, p);
-  msg.properties = Buffer.concat(w.take());
+  // (editProperties keeps the bytes of other properties that are not UTF-8)
+  msg.properties = editProperties(msg.properties, (p) => {
+    p.replyTo = q.name;
+  });
 }
 
 // ------------------------------------------------------------------ consume
