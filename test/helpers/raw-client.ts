@@ -32,6 +32,26 @@ export function frame(type: number, channel: number, payload: Buffer, end = 0xce
   return b;
 }
 
+/** queue.declare on `channel`: every flag false unless `flags` sets it. */
+export function declareQueue(
+  w: OutBuffer,
+  channel: number,
+  queue: string,
+  args: M.QueueDeclare['arguments'] = {},
+  flags: Partial<Omit<M.QueueDeclare, 'queue' | 'arguments'>> = {},
+): void {
+  M.encodeQueueDeclare(w, channel, {
+    queue,
+    passive: false,
+    durable: false,
+    exclusive: false,
+    autoDelete: false,
+    noWait: false,
+    ...flags,
+    arguments: args,
+  });
+}
+
 /** Encodes frames with the generated encoders: `bytes(w => M.encodeChannelOpen(w, 1, {}))`. */
 export function bytes(fn: (w: OutBuffer) => void): Buffer {
   const w = new OutBuffer();

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { frame, RawClient } from '../helpers/raw-client.js';
+import { declareQueue, frame, RawClient } from '../helpers/raw-client.js';
 import { amqpClientStillWorks, connectAmqpClient, connectAmqplib } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -157,17 +157,7 @@ function rawPublish(c: RawClient, queue: string, properties: Buffer, body: Buffe
 async function rawQueue(c: RawClient): Promise<string> {
   c.send((w) => M.encodeChannelOpen(w, 1, {}));
   await c.expectMethod(Method.CHANNEL_OPEN_OK);
-  c.send((w) =>
-    M.encodeQueueDeclare(w, 1, {
-      queue: '',
-      passive: false,
-      durable: false,
-      exclusive: true,
-      autoDelete: false,
-      noWait: false,
-      arguments: {},
-    }),
-  );
+  c.send((w) => declareQueue(w, 1, '', {}, { exclusive: true }));
   return (await c.expectMethod(Method.QUEUE_DECLARE_OK)).args!['queue'] as string;
 }
 

@@ -10,7 +10,7 @@ import type { Broker } from '../../src/broker.js';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { declareQueue, RawClient } from '../helpers/raw-client.js';
 import {
   amqpClientRefusal,
   amqpClientStillWorks,
@@ -660,17 +660,7 @@ describe('exclusive queues', () => {
       const raw = await RawClient.open(broker.port);
       raw.send((w) => M.encodeChannelOpen(w, 1, {}));
       await raw.expectMethod(Method.CHANNEL_OPEN_OK);
-      raw.send((w) =>
-        M.encodeQueueDeclare(w, 1, {
-          queue: 'ex',
-          passive: false,
-          durable: false,
-          exclusive: true,
-          autoDelete: false,
-          noWait: false,
-          arguments: {},
-        }),
-      );
+      raw.send((w) => declareQueue(w, 1, 'ex', {}, { exclusive: true }));
       await raw.expectMethod(Method.QUEUE_DECLARE_OK);
       const { client, errors } = await connectAmqpClient(broker.url);
       expect(await amqpClientRefusal(client, (c) => c.queueDeclare('ex', { passive: true }))).toBe(

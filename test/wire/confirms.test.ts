@@ -9,7 +9,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { type BasicProperties, encodeBasicProperties } from '../../src/protocol/generated/properties.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, type Frame, frame, RawClient } from '../helpers/raw-client.js';
+import { bytes, declareQueue as declareFrame, type Frame, frame, RawClient } from '../helpers/raw-client.js';
 
 /** A content header payload for class basic: weight 0, body size, then the property list. */
 function contentHeader(bodySize: number, props: BasicProperties = {}): Buffer {
@@ -59,17 +59,7 @@ async function declareQueue(
   queue: string,
   passive = false,
 ): Promise<M.QueueDeclareOk> {
-  c.send((w) =>
-    M.encodeQueueDeclare(w, n, {
-      queue,
-      passive,
-      durable: false,
-      exclusive: false,
-      autoDelete: false,
-      noWait: false,
-      arguments: {},
-    }),
-  );
+  c.send((w) => declareFrame(w, n, queue, {}, { passive }));
   return (await c.expectMethod(Method.QUEUE_DECLARE_OK)).args as unknown as M.QueueDeclareOk;
 }
 

@@ -9,7 +9,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import type { OutBuffer } from '../../src/protocol/out-buffer.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
+import { bytes, declareQueue, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
 
 /** connection.close as exact frame bytes, built without the codec under test. */
 function closeFrameBytes(code: number, text: string, classId: number, methodId: number): Buffer {
@@ -272,17 +272,7 @@ describe('frames on the wrong channel', () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);
       try {
-        c.send((w) =>
-          M.encodeQueueDeclare(w, 5, {
-            queue: 'q',
-            passive: false,
-            durable: false,
-            exclusive: false,
-            autoDelete: false,
-            noWait: false,
-            arguments: {},
-          }),
-        );
+        c.send((w) => declareQueue(w, 5, 'q'));
         await expectHardClose(c, {
           code: 504,
           text: "CHANNEL_ERROR - expected 'channel.open'",
@@ -432,17 +422,7 @@ describe('a body frame bigger than the body it belongs to', () => {
       await withBroker(async (broker) => {
         const c = await openWithChannel(broker.port);
         try {
-          c.send((w) =>
-            M.encodeQueueDeclare(w, 1, {
-              queue: 'q',
-              passive: false,
-              durable: false,
-              exclusive: false,
-              autoDelete: false,
-              noWait: false,
-              arguments: {},
-            }),
-          );
+          c.send((w) => declareQueue(w, 1, 'q'));
           await c.expectMethod(Method.QUEUE_DECLARE_OK);
           publish(c, 1);
           c.write(frame(2, 1, contentHeader(60, 10)));
@@ -576,16 +556,8 @@ describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
       const c = await openWithChannel(broker.port);
       try {
         c.send((w) =>
-          M.encodeQueueDeclare(w, 1, {
-            queue: 'q',
-            passive: false,
-            durable: false,
-            exclusive: false,
-            autoDelete: false,
-            noWait: false,
-            // dead-lettered from a timer, where a table that cannot be read has no one to answer
-            arguments: { 'x-message-ttl': 10, 'x-dead-letter-exchange': '' },
-          }),
+          // dead-lettered from a timer, where a table that cannot be read has no one to answer
+          declareQueue(w, 1, 'q', { 'x-message-ttl': 10, 'x-dead-letter-exchange': '' }),
         );
         await c.expectMethod(Method.QUEUE_DECLARE_OK);
         publish(c, 1);
@@ -607,17 +579,7 @@ describe('content out of order is a 505 UNEXPECTED_FRAME', () => {
       const d = await RawClient.open(broker.port);
       d.send((w) => M.encodeChannelOpen(w, 1, {}));
       await d.expectMethod(Method.CHANNEL_OPEN_OK);
-      d.send((w) =>
-        M.encodeQueueDeclare(w, 1, {
-          queue: 'q',
-          passive: true,
-          durable: false,
-          exclusive: false,
-          autoDelete: false,
-          noWait: false,
-          arguments: {},
-        }),
-      );
+      d.send((w) => declareQueue(w, 1, 'q', {}, { passive: true }));
       const ok = await d.expectMethod(Method.QUEUE_DECLARE_OK);
       expect(ok.args?.['messageCount']).toBe(0);
       d.close();

@@ -12,7 +12,7 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import type { OutBuffer } from '../../src/protocol/out-buffer.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
+import { bytes, declareQueue, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Encodes with 'l' values and turns each into an 'L', as py-amqp writes them. */
@@ -57,17 +57,7 @@ function publishWithL(channel: number, exchange: string, routingKey: string): Bu
 /** queue.declare of 'ttl30d' with x-message-ttl and x-expires of 30 days, as 'l' values. */
 function declare30d(): Buffer {
   const thirtyDays = new Typed('l', 2_592_000_000);
-  return bytes((w) =>
-    M.encodeQueueDeclare(w, 1, {
-      queue: 'ttl30d',
-      passive: false,
-      durable: false,
-      exclusive: false,
-      autoDelete: false,
-      noWait: false,
-      arguments: { 'x-message-ttl': thirtyDays, 'x-expires': thirtyDays },
-    }),
-  );
+  return bytes((w) => declareQueue(w, 1, 'ttl30d', { 'x-message-ttl': thirtyDays, 'x-expires': thirtyDays }));
 }
 
 async function openChannel(c: RawClient, n = 1): Promise<void> {
@@ -134,15 +124,7 @@ describe("field type 'L'", () => {
           noWait: false,
           arguments: {},
         });
-        M.encodeQueueDeclare(w, 1, {
-          queue: 'hq',
-          passive: false,
-          durable: false,
-          exclusive: false,
-          autoDelete: false,
-          noWait: false,
-          arguments: {},
-        });
+        declareQueue(w, 1, 'hq');
       });
       await c.expectMethod(Method.EXCHANGE_DECLARE_OK);
       await c.expectMethod(Method.QUEUE_DECLARE_OK);
