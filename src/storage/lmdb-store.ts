@@ -11,7 +11,8 @@
  */
 
 import { residentFileBytes } from '../util/resident.js';
-import { newBatch, type Purge } from './lmdb-batch.js';
+import { newBatch, REMOVE_CAP } from './lmdb-batch.js';
+import { Deletes } from './lmdb-deletes.js';
 import { LmdbTables } from './lmdb-tables.js';
 import { bodyValue, inlineValue, messageKey, sharedValue, u32Key, u64Key } from './records.js';
 import { SettleQueue, type SyncMode } from './settle-queue.js';
@@ -53,7 +54,7 @@ export class LmdbStore implements Store {
   readonly durable = true;
   readonly path: string;
   private readonly t: LmdbTables;
-  private readonly purging: Purge[] = [];
+  private readonly deletes: Deletes;
   private inCommit = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly onError: (e: unknown) => void;
@@ -92,10 +93,11 @@ export class LmdbStore implements Store {
       onDrained: () => this.onDrained?.(),
       // a range deletion goes on a chunk per settled commit, paced by the disk
       afterSettle: () => {
-        if ((this.purging.length > 0 || this.remapWanted) && !this.inCommit) this.schedule();
+        if ((this.deletes.pending || this.remapWanted) && !this.inCommit) this.schedule();
       },
     });
     this.t = new LmdbTables(o.path, (p) => this.settler.guard(p));
+    this.deletes = new Deletes(this.t, (p) => this.settler.guard(p), this.key);
     this.nextDef = this.t.firstDef;
     this.nextBody = this.t.firstBody;
     this.mapLimit = o.mapLimit ?? 8 * 1024 * 1024;
@@ -168,9 +170,6 @@ export class LmdbStore implements Store {
     m.storeRefs--;
     // recorded and removed within one batch: it never reaches the disk
     if (state === EntryState.Pending) return;
-    const b = this.batch;
-    b.remQueue.push(queueId);
-    b.remSeq.push(e.seq);
     let body = 0;
     if (state === EntryState.Shared) {
       const refs = (this.t.bodyRefs.get(m.storeId) ?? 1) - 1;
@@ -179,9 +178,8 @@ export class LmdbStore implements Store {
         body = m.storeId;
       } else this.t.bodyRefs.set(m.storeId, refs);
     }
-    b.remBody.push(body);
-    b.remShared.push(state === EntryState.Shared);
-    b.remDeliv.push(e.storeDeliv);
+    const bytes = state === EntryState.Inline || body !== 0 ? m.body.length : 0;
+    this.batch.rem.push(queueId, e.seq, body, state === EntryState.Shared, e.storeDeliv, bytes);
     this.schedule();
   }
 
@@ -341,73 +339,11 @@ export class LmdbStore implements Store {
       this.t.deliveryWritten();
       ops++;
     }
-    for (let i = 0; i < b.remSeq.length; i++) {
-      messageKey(key, b.remQueue[i]!, b.remSeq[i]!);
-      last = this.guard(this.t.msgs.remove(key));
-      ops++;
-      if (b.remDeliv[i]) {
-        this.guard(this.t.deliv.remove(key));
-        ops++;
-      }
-      if (b.remShared[i]) this.guard(this.t.refs.remove(key));
-      const body = b.remBody[i]!;
-      if (body !== 0) {
-        last = this.guard(this.t.bodies.remove(u64Key(body)));
-        ops++;
-      }
-    }
-    for (let i = 0; i < b.rangeQueue.length; i++) {
-      // paged-out messages that were never loaded: recorded first, so a restart finishes the job
-      const recordKey = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
-      this.purging.push({
-        queueId: b.rangeQueue[i]!,
-        next: b.rangeFrom[i]!,
-        to: b.rangeTo[i]!,
-        recordKey,
-        recorded: false,
-        inFlight: false,
-      });
-    }
-    let after: ((ok: boolean) => void) | undefined;
-    const p = this.purging[0];
-    if (p !== undefined && !p.inFlight) {
-      // one chunk per commit; its progress counts only once the commit is through
-      if (!p.recorded) {
-        last = this.guard(this.t.purges.put(p.recordKey, u64Key(p.to)));
-        ops++;
-      }
-      const step = this.t.deleteChunk(p.queueId, p.next, p.to);
-      if (step.last !== null) last = step.last;
-      ops += step.ops;
-      const done = step.next > p.to;
-      if (done) {
-        last = this.guard(this.t.purges.remove(p.recordKey));
-        ops++;
-      }
-      p.inFlight = true;
-      after = (ok) => this.purgeStepDone(p, ok, step.next, done, step.released);
-    }
+    const d = this.deletes.write(b);
+    if (d.last !== null) last = d.last;
+    ops += d.ops;
     if (last === null && b.confirms.empty) this.settler.emptyBatch(batchNo);
-    else this.settler.add(batchNo, ops, bytes, b.confirms, last, after);
-  }
-
-  /**
-   * A purge chunk's commit settled. Through: the purge moves on (or is over). Failed: its
-   * deletes did not happen, so the shared-body references it let go are taken back and the
-   * same chunk (record included, if that was lost too) is written again on a later commit.
-   */
-  private purgeStepDone(p: Purge, ok: boolean, next: number, done: boolean, released: number[]): void {
-    p.inFlight = false;
-    if (!ok) {
-      for (const id of released) this.t.bodyRefs.set(id, (this.t.bodyRefs.get(id) ?? 0) + 1);
-      return;
-    }
-    p.recorded = true;
-    p.next = next;
-    if (done) {
-      const i = this.purging.indexOf(p);
-      if (i >= 0) this.purging.splice(i, 1);
-    }
+    else this.settler.add(batchNo, ops, bytes, b.confirms, last, d.after);
   }
 
   /** Definition writes join the current lmdb-js transaction; their failures are reported too. */
@@ -454,22 +390,46 @@ export class LmdbStore implements Store {
     if (this.closed) return;
     // the last commit below goes to the store as it is
     this.remapWanted = false;
-    // a clean stop keeps the delivery counts, so those messages come back redelivered
+    while (this.remapping) await sleep(1);
+    // a clean stop keeps the delivery counts, so those messages come back redelivered; a
+    // transaction's worth at a time (a million unacked deliveries would not fit in one)
     const key = this.key;
+    let n = 0;
+    let last: Promise<unknown> | null = null;
     for (const [e, queueId] of this.undelivered) {
       if (e.storeState !== EntryState.Inline && e.storeState !== EntryState.Shared) continue;
       const v = Buffer.allocUnsafe(4);
       v.writeUInt32BE(e.deliveries, 0);
-      this.track(this.t.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v), 1);
+      last = this.t.deliv.put(Buffer.from(messageKey(key, queueId, e.seq)), v);
+      if (++n % REMOVE_CAP === 0) {
+        this.track(last, REMOVE_CAP);
+        await last.catch(ignore);
+        last = null;
+      }
     }
+    if (last !== null) this.track(last, n % REMOVE_CAP);
     this.undelivered.clear();
     // a last attempt even while writes are failing: what fails is nacked, not left hanging
     this.settler.retryNow();
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.commit();
+    // carried removals go a chunk per commit: a clean stop leaves no acked message behind,
+    // unless a chunk fails (then they come back at the next start, as after a crash)
+    const failures = this.deletes.carryFailures;
+    while (this.deletes.carrying && this.deletes.carryFailures === failures) {
+      while (this.deletes.carryInFlight) await sleep(1);
+      if (!this.deletes.carrying || this.deletes.carryFailures !== failures) break;
+      this.settler.retryNow();
+      this.commit();
+      // the store could not be written to at all
+      if (!this.deletes.carryInFlight) break;
+    }
     this.closed = true;
     await this.t.env.flushed;
     this.t.env.putSync('clean', 1);
     await this.t.env.close();
   }
 }
+
+const ignore = (): void => {};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -39,10 +39,12 @@ import type { Definition, RecoveredMessage, StoredMessage } from './store.js';
 export const STORE_PAGE_SIZE = 2048;
 
 /**
- * Keys deleted per transaction when a range goes: one transaction deleting millions of keys
- * would overflow LMDB's dirty-page limit (MDB_TXN_FULL) and stall every other write.
+ * Records (and their bytes) deleted per transaction when a range goes: one transaction deleting
+ * millions of keys, or 20,000 messages of 16 KB, overflows LMDB's dirty-page limit
+ * (MDB_TXN_FULL), fails, and stalls every other write.
  */
 export const PURGE_CHUNK = 10_000;
+export const PURGE_BYTES = 16 * 1024 * 1024;
 export const MAX_SEQ = 2 ** 53 - 1;
 
 /** Gives a write promise a rejection handler (SettleQueue.guard). */
@@ -52,12 +54,21 @@ export type Guard = <T>(p: Promise<T>) => Promise<T>;
 interface Dbs {
   env: RootDatabase;
   msgs: Database<Buffer | MessageRecord, Buffer>;
+  /** the messages db read for the size of each record only (range deletions budget by it) */
+  msgSizes: Database<number, Buffer>;
   deliv: Database<Buffer, Buffer>;
   bodies: Database<Buffer, Buffer>;
+  bodySizes: Database<number, Buffer>;
   refs: Database<Buffer, Buffer>;
   defs: Database<Definition, Buffer>;
   purges: Database<Buffer, Buffer>;
 }
+
+/** A db's values read as their sizes only (lmdb-js hands the decoder its read buffer). */
+const SIZES = {
+  encoder: { encode: (v: Buffer): Buffer => v, decode: (_b: Buffer, size: number): number => size },
+  compression: false,
+};
 
 function openDbs(path: string): Dbs {
   const env = open({
@@ -77,8 +88,13 @@ function openDbs(path: string): Dbs {
       encoder: MESSAGE_CODEC,
       compression: false,
     } as DatabaseOptions),
+    msgSizes: env.openDB<number, Buffer>('messages', {
+      keyEncoder: MESSAGE_KEYS,
+      ...SIZES,
+    } as DatabaseOptions),
     deliv: env.openDB<Buffer, Buffer>('deliveries', bin),
     bodies: env.openDB<Buffer, Buffer>('bodies', bin),
+    bodySizes: env.openDB<number, Buffer>('bodies', { keyEncoding: 'binary', ...SIZES } as DatabaseOptions),
     refs: env.openDB<Buffer, Buffer>('shared-refs', bin),
     purges: env.openDB<Buffer, Buffer>('purges', bin),
     defs: env.openDB<Definition, Buffer>('definitions', { keyEncoding: 'binary', compression: false }),
@@ -248,8 +264,17 @@ export class LmdbTables {
     const released: number[] = [];
     const end = messageKey(Buffer.allocUnsafe(12), queueId, Math.min(to, MAX_SEQ - 1) + 1);
     const keys: Buffer[] = [];
-    for (const k of this.msgs.getKeys({ start, end, limit: PURGE_CHUNK }))
-      keys.push(Buffer.from(k as Buffer));
+    // PURGE_CHUNK records or PURGE_BYTES of them, whichever comes first (see Removals)
+    let bytes = 0;
+    let full = false;
+    for (const { key, value } of this.open.msgSizes.getRange({ start, end })) {
+      keys.push(Buffer.from(key as Buffer));
+      bytes += value;
+      if (keys.length >= PURGE_CHUNK || bytes >= PURGE_BYTES) {
+        full = true;
+        break;
+      }
+    }
     let last: Promise<unknown> | null = null;
     let ops = 0;
     for (const k of keys) {
@@ -257,7 +282,7 @@ export class LmdbTables {
       this.guard(this.deliv.remove(k));
       ops += 2;
     }
-    const done = keys.length < PURGE_CHUNK;
+    const done = !full;
     // the span this chunk covered: to the range's end when done, else past its last key
     const next = done ? to + 1 : keySeq(keys[keys.length - 1]!) + 1;
     const spanEnd = done ? end : messageKey(Buffer.allocUnsafe(12), queueId, next);
@@ -330,10 +355,15 @@ export class LmdbTables {
     }
     let last: Promise<unknown> | null = null;
     let n = 0;
-    for (const k of this.bodies.getKeys()) {
+    let bytes = 0;
+    for (const { key: k, value: size } of this.open.bodySizes.getRange()) {
       if (this.bodyRefs.has(readU64Key(k as Buffer))) continue;
       last = this.bodies.remove(Buffer.from(k as Buffer));
-      if (++n % PURGE_CHUNK === 0) await last;
+      bytes += size;
+      if (++n % PURGE_CHUNK === 0 || bytes >= PURGE_BYTES) {
+        await last;
+        bytes = 0;
+      }
     }
     if (last !== null) await last;
   }
