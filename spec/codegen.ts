@@ -274,11 +274,39 @@ function genMethods(spec: Spec): string {
     '/** Thrown when a method frame is shorter or longer than its fields, or a field is malformed. */',
   );
   out.push('export class MethodSyntaxError extends Error {}\n');
+  out.push(`/**
+ * The last two short strings decoded, up to 64 bytes: a publisher repeats its exchange and
+ * routing key, and the same bytes then give back the same string instead of a new one per
+ * message (a string held by every queued message).
+ */
+const RECENT_BYTES = [Buffer.alloc(64), Buffer.alloc(64)];
+const RECENT_LENGTH = [-1, -1];
+const RECENT_STRING = ['', ''];
+let recentNext = 0;
+`);
   out.push('/** A shortstr method field; one that is not UTF-8 is a frame error, as RabbitMQ has it. */');
   out.push('function shortstr(b: Buffer, at: number, n: number): string {');
+  out.push("  if (n === 0) return '';");
+  out.push('  for (let k = 0; k < 2; k++) {');
+  out.push('    if (RECENT_LENGTH[k] !== n) continue;');
+  out.push('    const r = RECENT_BYTES[k]!;');
+  out.push('    let i = 0;');
+  out.push('    while (i < n && b[at + i] === r[i]) i++;');
+  out.push('    if (i === n) {');
+  out.push('      recentNext = k ^ 1; // the other one goes first');
+  out.push('      return RECENT_STRING[k]!;');
+  out.push('    }');
+  out.push('  }');
   out.push("  const s = b.toString('utf8', at, at + n);");
   out.push("  if (s.indexOf('\\uFFFD') >= 0 && !isUtf8(b.subarray(at, at + n)))");
   out.push("    throw new MethodSyntaxError('Malformed UTF-8 in shortstr');");
+  out.push('  if (n <= 64) {');
+  out.push('    const k = recentNext;');
+  out.push('    recentNext ^= 1;');
+  out.push('    b.copy(RECENT_BYTES[k]!, 0, at, at + n);');
+  out.push('    RECENT_LENGTH[k] = n;');
+  out.push('    RECENT_STRING[k] = s;');
+  out.push('  }');
   out.push('  return s;');
   out.push('}\n');
   const all = spec.classes.flatMap((c) => c.methods.map((m) => ({ c, m })));

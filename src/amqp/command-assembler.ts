@@ -30,6 +30,12 @@ export class CommandAssembler {
   bodySize = 0;
   body: Buffer = EMPTY;
   private received = 0;
+  /**
+   * The properties of the previous message on this channel. A publisher mostly sends the same
+   * ones again: those messages share one buffer (nothing writes into a message's properties;
+   * edits make new ones), which saves a copy and ~100 bytes of heap per message held.
+   */
+  private lastProperties: Buffer = EMPTY;
 
   /** A content-bearing method arrived. */
   start(methodId: number, args: unknown): void {
@@ -69,7 +75,7 @@ export class CommandAssembler {
         this.methodId,
       );
     }
-    this.properties = Buffer.from(buf.subarray(off + 12, off + len));
+    this.properties = this.sameProperties(buf, off + 12, off + len);
     this.bodySize = size;
     this.received = 0;
     if (size === 0) {
@@ -104,6 +110,20 @@ export class CommandAssembler {
     if (this.received < this.bodySize) return false;
     this.state = AssemblerState.Method;
     return true;
+  }
+
+  private sameProperties(buf: Buffer, from: number, to: number): Buffer {
+    const last = this.lastProperties;
+    const n = to - from;
+    if (last.length === n) {
+      let i = 0;
+      if (n <= 64) while (i < n && buf[from + i] === last[i]) i++;
+      else if (buf.compare(last, 0, n, from, to) === 0) i = n;
+      if (i === n) return last;
+    }
+    const p = Buffer.from(buf.subarray(from, to));
+    this.lastProperties = p;
+    return p;
   }
 
   /** Forgets a partial command (channel closing). */

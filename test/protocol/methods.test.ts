@@ -220,6 +220,32 @@ describe('every method round-trips through encodeMethod and decodeMethodArgs', (
     );
   });
 
+  it('short strings decoded in a row come back right when they repeat or differ by a byte', () => {
+    // the decoder hands back its last two short strings for the same bytes
+    const names = fc.constantFrom(
+      '',
+      'a',
+      'b',
+      'ab',
+      'ba',
+      'key.1',
+      'key.2',
+      'kéy.1',
+      'x'.repeat(64),
+      'x'.repeat(65),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(names, names, fc.boolean()), { maxLength: 30 }), (publishes) => {
+        for (const [exchange, routingKey, mandatory] of publishes) {
+          const args = { exchange, routingKey, mandatory, immediate: false };
+          const b = frame(Method.BASIC_PUBLISH, 1, args);
+          expect(decodeMethodArgs(Method.BASIC_PUBLISH, b, 11, b.length - 1)).toStrictEqual(args);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('longstr fields may be given as strings and decode as their UTF-8 bytes', () => {
     const withLongstr = METHODS.filter((x) => x.fields.some((f) => typeOf(f.domain) === 'longstr'));
     expect(withLongstr.length).toBeGreaterThan(0);

@@ -7,11 +7,39 @@ import type { OutBuffer } from '../out-buffer.js';
 /** Thrown when a method frame is shorter or longer than its fields, or a field is malformed. */
 export class MethodSyntaxError extends Error {}
 
+/**
+ * The last two short strings decoded, up to 64 bytes: a publisher repeats its exchange and
+ * routing key, and the same bytes then give back the same string instead of a new one per
+ * message (a string held by every queued message).
+ */
+const RECENT_BYTES = [Buffer.alloc(64), Buffer.alloc(64)];
+const RECENT_LENGTH = [-1, -1];
+const RECENT_STRING = ['', ''];
+let recentNext = 0;
+
 /** A shortstr method field; one that is not UTF-8 is a frame error, as RabbitMQ has it. */
 function shortstr(b: Buffer, at: number, n: number): string {
+  if (n === 0) return '';
+  for (let k = 0; k < 2; k++) {
+    if (RECENT_LENGTH[k] !== n) continue;
+    const r = RECENT_BYTES[k]!;
+    let i = 0;
+    while (i < n && b[at + i] === r[i]) i++;
+    if (i === n) {
+      recentNext = k ^ 1; // the other one goes first
+      return RECENT_STRING[k]!;
+    }
+  }
   const s = b.toString('utf8', at, at + n);
   if (s.indexOf('\uFFFD') >= 0 && !isUtf8(b.subarray(at, at + n)))
     throw new MethodSyntaxError('Malformed UTF-8 in shortstr');
+  if (n <= 64) {
+    const k = recentNext;
+    recentNext ^= 1;
+    b.copy(RECENT_BYTES[k]!, 0, at, at + n);
+    RECENT_LENGTH[k] = n;
+    RECENT_STRING[k] = s;
+  }
   return s;
 }
 
