@@ -367,6 +367,14 @@ export class LmdbStore implements Store {
     return this.t.messages(queueId, fromSeq, limit);
   }
 
+  scanSizes(
+    queueId: number,
+    fromSeq: number,
+    fn: (seq: number, wire: number, expiresAt: number) => void,
+  ): void {
+    this.t.scanSizes(queueId, fromSeq, fn);
+  }
+
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
     return this.t.extent(queueId, fromSeq);
   }

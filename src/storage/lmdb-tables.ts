@@ -15,11 +15,14 @@
 import { type Database, type DatabaseOptions, open, type RootDatabase } from 'lmdb';
 import { checkStoreFile } from './file-check.js';
 import {
+  KIND_SHARED,
   keySeq,
   MESSAGE_CODEC,
   MESSAGE_KEYS,
+  MESSAGE_META,
   type MessageRecord,
   messageKey,
+  type RecordMeta,
   readU64Key,
   recoveredMessage,
   u32Key,
@@ -56,6 +59,8 @@ interface Dbs {
   msgs: Database<Buffer | MessageRecord, Buffer>;
   /** the messages db read for the size of each record only (range deletions budget by it) */
   msgSizes: Database<number, Buffer>;
+  /** the messages db read for each record's head only (see MESSAGE_META) */
+  msgMeta: Database<RecordMeta, Buffer>;
   deliv: Database<Buffer, Buffer>;
   bodies: Database<Buffer, Buffer>;
   bodySizes: Database<number, Buffer>;
@@ -91,6 +96,11 @@ function openDbs(path: string): Dbs {
     msgSizes: env.openDB<number, Buffer>('messages', {
       keyEncoder: MESSAGE_KEYS,
       ...SIZES,
+    } as DatabaseOptions),
+    msgMeta: env.openDB<RecordMeta, Buffer>('messages', {
+      keyEncoder: MESSAGE_KEYS,
+      encoder: MESSAGE_META,
+      compression: false,
     } as DatabaseOptions),
     deliv: env.openDB<Buffer, Buffer>('deliveries', bin),
     bodies: env.openDB<Buffer, Buffer>('bodies', bin),
@@ -229,6 +239,26 @@ export class LmdbTables {
   }
 
   private readonly bodyOf = (id: number): Buffer | undefined => this.bodies.get(u64Key(id));
+
+  scanSizes(
+    queueId: number,
+    fromSeq: number,
+    fn: (seq: number, wire: number, expiresAt: number) => void,
+  ): void {
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
+    for (const { key, value: m } of this.open.msgMeta.getRange({ start, end })) {
+      const k = key as Buffer;
+      const seq = k.readUInt32BE(4) * 4294967296 + k.readUInt32BE(8);
+      let wire = m.wire;
+      if (m.kind === KIND_SHARED) {
+        const size = this.open.bodySizes.get(u64Key(m.bodyId));
+        if (size === undefined) continue; // its body is gone: messages() skips it too
+        wire = size;
+      }
+      fn(seq, wire, m.expiresAt);
+    }
+  }
 
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);

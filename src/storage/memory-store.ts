@@ -11,6 +11,7 @@ import {
   readMessageRecord,
   recoveredMessage,
   sharedValue,
+  wireLength,
 } from './records.js';
 import {
   ConfirmBatch,
@@ -422,6 +423,26 @@ export class MemoryStore implements Store {
       if (m !== null) out.push(m);
     }
     return out;
+  }
+
+  scanSizes(
+    queueId: number,
+    fromSeq: number,
+    fn: (seq: number, wire: number, expiresAt: number) => void,
+  ): void {
+    const q = this.disk?.queues.get(queueId);
+    if (q === undefined) return;
+    for (let i = lowerBound(q.seqs, fromSeq); i < q.seqs.length; i++) {
+      const seq = q.seqs[i]!;
+      const r = readMessageRecord(Buffer.from(q.records.get(seq)!));
+      let wire = r.wire === undefined ? 0 : wireLength(r.wire);
+      if (r.wire === undefined) {
+        const body = this.disk!.bodies.get(r.bodyId);
+        if (body === undefined) continue;
+        wire = body.value.length;
+      }
+      fn(seq, wire, r.expiresAt);
+    }
   }
 
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {

@@ -45,7 +45,7 @@ export function u32Key(n: number): Buffer {
   return b;
 }
 
-function wireLength(m: StoredMessage): number {
+export function wireLength(m: StoredMessage): number {
   return (
     2 +
     Buffer.byteLength(m.exchange) +
@@ -288,4 +288,32 @@ export const MESSAGE_KEYS = {
 export const MESSAGE_CODEC = {
   encode: (v: Buffer): Buffer => v,
   decode: (b: Buffer, size: number): MessageRecord => readMessageRecord(b, size, true),
+};
+
+/** What MESSAGE_META reads of a record: one object, reused for every record read. */
+export interface RecordMeta {
+  kind: number;
+  expiresAt: number;
+  /** inline: the wire message's size */
+  wire: number;
+  /** shared: the body id */
+  bodyId: number;
+}
+
+const META: RecordMeta = { kind: 0, expiresAt: 0, wire: 0, bodyId: 0 };
+
+/** lmdb-js value codec reading a message record's head only (kind, expiry, size or body id). */
+export const MESSAGE_META = {
+  encode: (v: Buffer): Buffer => v,
+  decode: (b: Buffer, size: number): RecordMeta => {
+    if (size < HEAD) throw new CorruptRecord(`message record of ${size} bytes is too short`);
+    META.kind = b[0]!;
+    META.expiresAt = b.readDoubleBE(5);
+    META.wire = size - HEAD;
+    META.bodyId =
+      META.kind === KIND_SHARED && size === HEAD + 8
+        ? b.readUInt32BE(HEAD) * TWO32 + b.readUInt32BE(HEAD + 4)
+        : 0;
+    return META;
+  },
 };

@@ -97,6 +97,16 @@ export interface Store {
   remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
   /** The stored messages of a queue, in seq order (at most `limit`, from `fromSeq`). */
   messages(queueId: number, fromSeq?: number, limit?: number): RecoveredMessage[];
+  /**
+   * Each stored message of a queue from `fromSeq` on, in seq order, as its seq, wire size
+   * (exchange, routing key, properties and body with their lengths) and expiresAt, without
+   * reading the messages themselves (a stream's recovery sizes its segments with it).
+   */
+  scanSizes(
+    queueId: number,
+    fromSeq: number,
+    fn: (seq: number, wire: number, expiresAt: number) => void,
+  ): void;
   /** How many messages of a queue are stored from `fromSeq` on, and the last seq. */
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number };
   /** Deletes a queue's stored messages with seq in [fromSeq, toSeq] (paged out, never loaded). */

@@ -410,4 +410,66 @@ describe('a stream across a restart', () => {
       await broker.stop();
     }
   });
+
+  it('a log longer than the memory tail comes back with its offsets, segments and retention', async () => {
+    // recovery sizes the log from the records' heads and reads only the tail's messages
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-stream-'));
+    dirs.push(dataDir);
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    const args = {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'stream',
+        'x-stream-max-segment-size-bytes': 200_000,
+        'x-max-length-bytes': 2_000_000,
+      },
+    };
+    let broker = await start();
+    let model = await amqplib.connect(broker.url);
+    let pub = await model.createConfirmChannel();
+    await pub.assertQueue('long', STREAM);
+    await pub.assertQueue('kept', args);
+    const long = names(30_000, 'm');
+    for (let i = 0; i < long.length; i += 5000) await publishAll(pub, 'long', long.slice(i, i + 5000));
+    const body = (i: number) => `k${i}`.padEnd(100, '.');
+    const first = Array.from({ length: 18_000 }, (_, i) => body(i));
+    for (let i = 0; i < first.length; i += 3000) await publishAll(pub, 'kept', first.slice(i, i + 3000));
+    // retention has taken whole segments from the front
+    const before = (await pub.checkQueue('kept')).messageCount;
+    expect(before).toBeLessThan(18_000);
+    await model.close();
+    await broker.stop();
+
+    broker = await start();
+    try {
+      model = await amqplib.connect(broker.url);
+      pub = await model.createConfirmChannel();
+      expect((await pub.checkQueue('long')).messageCount).toBe(30_000);
+      const all = await read(await model.createChannel(), 'long', 'first', { prefetch: 1000 });
+      await waitFor(() => all.got.length === 30_000, 'the whole log after a restart');
+      expect(all.got.map((g) => g.body)).toEqual(long);
+      expect(all.got.map((g) => g.offset)).toEqual(long.map((_, i) => i));
+      // 'kept' keeps its offsets, up to its last message (a restart applies retention too)
+      const n = (await pub.checkQueue('kept')).messageCount;
+      expect(n).toBeGreaterThan(0);
+      expect(n).toBeLessThanOrEqual(before);
+      const kept = await read(await model.createChannel(), 'kept', 'first', { prefetch: 1000 });
+      await waitFor(() => kept.got.length === n, "'kept' after a restart");
+      expect(kept.got.map((g) => g.offset)).toEqual(Array.from({ length: n }, (_, i) => 18_000 - n + i));
+      expect(kept.got.map((g) => g.body)).toEqual(first.slice(18_000 - n));
+      // its segments came back too: more messages make retention drop whole old ones again
+      const more = Array.from({ length: 9000 }, (_, i) => body(18_000 + i));
+      for (let i = 0; i < more.length; i += 3000) await publishAll(pub, 'kept', more.slice(i, i + 3000));
+      const after = (await pub.checkQueue('kept')).messageCount;
+      expect(after).toBeLessThan(n + 9000);
+      expect(after).toBeGreaterThan(9000);
+      const again = await read(await model.createChannel(), 'kept', 'first', { prefetch: 1000 });
+      await waitFor(() => again.got.length === after, "'kept' after more messages");
+      expect(again.got[0]!.offset).toBe(27_000 - after);
+      expect(again.got.at(-1)?.body).toBe(body(26_999));
+      await model.close();
+    } finally {
+      await broker.stop();
+    }
+  }, 60_000);
 });
