@@ -59,6 +59,7 @@ export interface DeadLetterSink {
 /** Most messages a queue delivers in one pass before letting others run; most expired dropped. */
 const PASS_BUDGET = 4096;
 const EXPIRE_CAP = 10_000;
+const RECOVER_PAGE = 2000; // stored records per read while recovering
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
@@ -367,27 +368,28 @@ export class Queue implements Destination, Pager {
     if (this.store === null) return 0;
     // after a crash, classic queues take every message as maybe delivered; quorum queues know
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = Number.MAX_SAFE_INTEGER;
-    const head = store.messages(this.id, 0, PAGE_COUNT);
-    for (const r of head) {
-      const e = this.entryFor(r);
-      this.ready.push(e);
-      if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
-    }
-    let last = head.length > 0 ? head[head.length - 1]!.seq : 0;
-    let total = head.length;
-    if (head.length === PAGE_COUNT && this.ready instanceof PagedReady) {
-      const rest = store.extent(this.id, last + 1);
-      if (rest.count > 0) {
-        this.ready.recoverSegment(last + 1, rest.lastSeq, rest.count);
-        last = rest.lastSeq;
-        total += rest.count;
-      }
-    } else if (head.length === PAGE_COUNT) {
-      for (const r of store.messages(this.id, last + 1)) {
-        this.ready.push(this.entryFor(r));
+    // until the ready list pages out (by count or bytes), the rest is its on-disk segment
+    const ready = this.ready;
+    const paged = ready instanceof PagedReady;
+    let last = 0;
+    let total = 0;
+    for (let from = 0; ; from = last + 1) {
+      const page = store.messages(this.id, from, RECOVER_PAGE);
+      for (const r of page) {
+        if (paged && (ready.pagingOut || ready.length >= PAGE_COUNT)) break;
+        const e = this.entryFor(r);
+        ready.push(e);
+        if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
         last = r.seq;
         total++;
       }
+      if (page.length < RECOVER_PAGE || (paged && (ready.pagingOut || ready.length >= PAGE_COUNT))) break;
+    }
+    const rest = paged ? store.extent(this.id, last + 1) : null;
+    if (rest !== null && rest.count > 0) {
+      (ready as PagedReady).recoverSegment(last + 1, rest.lastSeq, rest.count);
+      last = rest.lastSeq;
+      total += rest.count;
     }
     this.nextSeq = last + 1;
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = last + 1;

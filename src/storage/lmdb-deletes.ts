@@ -72,6 +72,10 @@ export class Deletes {
     }
     for (let i = 0; i < b.rangeQueue.length; i++) {
       const recordKey = messageKey(Buffer.allocUnsafe(12), b.rangeQueue[i]!, b.rangeFrom[i]!);
+      // recorded at once, so that a restart finishes it even if it never got a chunk written
+      // (only the first range in line goes on; a stop or a crash may come first)
+      last = this.guard(this.t.purges.put(recordKey, u64Key(b.rangeTo[i]!)));
+      this.ops++;
       this.purging.push({
         queueId: b.rangeQueue[i]!,
         next: b.rangeFrom[i]!,

@@ -129,6 +129,23 @@ describe('deletions larger than one store transaction', () => {
     expect(await count(b, 'big-purge')).toBe(0);
   }, 60_000);
 
+  it('three deep queues purged just before a clean stop stay empty after the restart', async () => {
+    // only the first range purge in line had its record written; a stop before the others got
+    // their turn left those queues' paged-out messages to come back
+    const dir = dataDir();
+    let b = await start(dir);
+    const m = await connect(b);
+    const ch = await m.createChannel();
+    const queues = ['deep-1', 'deep-2', 'deep-3'];
+    for (const q of queues) {
+      await ch.assertQueue(q, { durable: true });
+      await fill(b, '', q, 45_000, 1000);
+    }
+    for (const q of queues) expect((await ch.purgeQueue(q)).messageCount).toBe(45_000);
+    b = await restart(b, dir);
+    for (const q of queues) expect(await count(b, q)).toBe(0);
+  }, 60_000);
+
   it('25,000 acks of messages fanned out to two queues go in chunks: the other queue keeps every body', async () => {
     const dir = dataDir();
     let b = await start(dir);
