@@ -6,7 +6,7 @@
 import { type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
 import { Deque } from '../util/deque.js';
 import { editProperties, Message, plain } from './message.js';
-import type { DeathReason, Queue } from './queue.js';
+import type { DeathReason, Queue, QueueEntry } from './queue.js';
 
 /**
  * The message as it leaves `queue` for its dead-letter exchange, as RabbitMQ 3.10 writes it:
@@ -124,6 +124,8 @@ class DeadJob {
     readonly queue: Queue,
     readonly msg: Message,
     readonly reason: DeathReason,
+    /** the stored entry it left, forgotten once it is routed */
+    readonly entry: QueueEntry | undefined,
   ) {}
 }
 
@@ -147,9 +149,12 @@ export class DeadLetterRouter {
 
   constructor(private readonly routeOne: (queue: Queue, msg: Message, reason: DeathReason) => void) {}
 
-  add(queue: Queue, msg: Message, reason: DeathReason): void {
-    if (queue.deadLetterExchange === undefined) return;
-    const j = new DeadJob(queue, msg, reason);
+  add(queue: Queue, msg: Message, reason: DeathReason, entry?: QueueEntry): void {
+    if (queue.deadLetterExchange === undefined) {
+      if (entry !== undefined) queue.forget(entry);
+      return;
+    }
+    const j = new DeadJob(queue, msg, reason, entry);
     if (this.routing) this.nested.push(j);
     else {
       this.waiting.push(j);
@@ -171,6 +176,8 @@ export class DeadLetterRouter {
         }
         const j = stack.length > 0 ? stack.pop()! : this.waiting.shift()!;
         this.routeOne(j.queue, j.msg, j.reason);
+        // its copies and the source's deletion go to the store in the same commit
+        if (j.entry !== undefined) j.queue.forget(j.entry);
         const nested = this.nested;
         for (let i = nested.length - 1; i >= 0; i--) stack.push(nested[i]!);
         nested.length = 0;

@@ -53,7 +53,8 @@ export type DeathReason = 'expired' | 'maxlen' | 'rejected' | 'delivery_limit';
 /** Where a queue sends its dead messages (the vhost). */
 export interface DeadLetterSink {
   /** Routes a dead message to the queue's dead-letter exchange (x-dead-letter-exchange). */
-  deadLetter(queue: Queue, msg: Message, reason: DeathReason): void;
+  /** `entry`: the stored entry it leaves, whose record goes once the dead letter is routed */
+  deadLetter(queue: Queue, msg: Message, reason: DeathReason, entry?: QueueEntry): void;
 }
 
 /** Most messages a queue delivers in one pass before letting others run; most expired dropped. */
@@ -223,14 +224,16 @@ export class Queue implements Destination, Pager {
         (this.maxBytes >= 0 && this.ready.bytes > this.maxBytes))
     ) {
       const e = this.ready.shift()!;
-      this.forget(e);
-      this.dead(e.msg, 'maxlen');
+      this.dead(e.msg, 'maxlen', e);
     }
   }
 
-  private dead(msg: Message, reason: DeathReason): void {
+  // dead, from entry e if any: with a DLX, e's record goes when the dead letter is routed (a
+  // few turns later, maybe), in one commit with its copies, so a crash never loses both
+  private dead(msg: Message, reason: DeathReason, e?: QueueEntry): void {
     if (this.deadLetterExchange !== undefined && this.deadLetters !== null)
-      this.deadLetters.deadLetter(this, msg, reason);
+      this.deadLetters.deadLetter(this, msg, reason, e);
+    else if (e !== undefined) this.forget(e);
   }
 
   // ---------------------------------------------------------------- expiry
@@ -245,8 +248,7 @@ export class Queue implements Destination, Pager {
         return true;
       }
       this.ready.shift();
-      this.forget(h);
-      this.dead(h.msg, 'expired');
+      this.dead(h.msg, 'expired', h);
       h = this.ready.peek();
     }
     if (h !== undefined && h.expiresAt !== 0) this.armExpiry(h.expiresAt);
@@ -282,8 +284,7 @@ export class Queue implements Destination, Pager {
     }
     // delivered once more than the limit allows: a poison message leaves (RabbitMQ quorum queues)
     if (this.deliveryLimit >= 0 && entry.deliveries > this.deliveryLimit) {
-      this.forget(entry);
-      this.dead(entry.msg, 'delivery_limit');
+      this.dead(entry.msg, 'delivery_limit', entry);
       return;
     }
     // a quorum queue puts what a consumer nacked or rejected at the back, or with a delivery
@@ -319,7 +320,7 @@ export class Queue implements Destination, Pager {
   }
 
   /** The entry leaves the queue for good: the store deletes it. */
-  private forget(e: QueueEntry): void {
+  forget(e: QueueEntry): void {
     if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg);
   }
 
@@ -399,8 +400,7 @@ export class Queue implements Destination, Pager {
   /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */
   reject(entry: QueueEntry): void {
     this.unacked--;
-    this.forget(entry);
-    this.dead(entry.msg, 'rejected');
+    this.dead(entry.msg, 'rejected', entry);
   }
 
   /** basic.get: the next ready entry, counted as delivered. */

@@ -32,7 +32,7 @@ import {
 import { validateXMatch } from './exchange/headers-match.js';
 import { makeExchange } from './exchange/make.js';
 import type { Message } from './message.js';
-import { type DeathReason, Queue } from './queue.js';
+import { type DeathReason, Queue, type QueueEntry } from './queue.js';
 import { argsEquivalence, argTypeName, describe, queueType, validateQueueArgs } from './queue-args.js';
 import { armQueueExpiry } from './queue-expiry.js';
 import { StreamQueue } from './stream-queue.js';
@@ -303,8 +303,8 @@ export class VHost {
   }
 
   /** DeadLetterSink: republishes a dead message to the queue's dead-letter exchange. */
-  deadLetter(queue: Queue, msg: Message, reason: DeathReason): void {
-    this.deadLetters.add(queue, msg, reason);
+  deadLetter(queue: Queue, msg: Message, reason: DeathReason, entry?: QueueEntry): void {
+    this.deadLetters.add(queue, msg, reason, entry);
   }
 
   /** Routes one dead letter (the dead-letter router calls it, one at a time). */

@@ -773,6 +773,46 @@ describe('after kill -9', () => {
     }
     expect(missing).toEqual([]);
   });
+
+  it('10,000 messages dead-lettered by one nack are each in their queue or its dead-letter queue', async () => {
+    // dead letters go 256 per turn of the loop: the source's records must not be deleted before
+    // their copies are written, or a kill in between loses both
+    const dir = tempDir();
+    let b = await startBroker(dir);
+    const m = await connect(b);
+    const ch = await confirmChannel(m);
+    await ch.assertQueue('dl.dst', { durable: true });
+    await ch.assertQueue('dl.src', {
+      durable: true,
+      arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl.dst' },
+    });
+    await publishConfirmed(
+      ch,
+      '',
+      'dl.src',
+      Array.from({ length: 10_000 }, (_, i) => `d${i}`.padEnd(300, '.')),
+    );
+    const cch = await m.createChannel();
+    let got = 0;
+    let tag = '';
+    const last = await new Promise<amqplib.ConsumeMessage>((resolve) => {
+      void cch
+        .consume('dl.src', (msg) => {
+          if (msg !== null && ++got === 10_000) resolve(msg);
+        })
+        .then((ok) => (tag = ok.consumerTag));
+    });
+    await cch.cancel(tag);
+    cch.nack(last, true, false);
+    await cch.prefetch(1); // a round trip: the nack was taken
+    expect((await b.kill()).signal).toBe('SIGKILL');
+    models.splice(0);
+    b = await startBroker(dir);
+    const ch2 = await confirmChannel(await connect(b));
+    const back = [...bodies(await getAll(ch2, 'dl.src')), ...bodies(await getAll(ch2, 'dl.dst'))];
+    expect(back.sort()).toEqual(Array.from({ length: 10_000 }, (_, i) => `d${i}`.padEnd(300, '.')).sort());
+    await stop(b);
+  });
 });
 
 describe('server-named and quorum queues across a restart', () => {
