@@ -372,19 +372,20 @@ export class Queue implements Destination, Pager {
     // until the ready list pages out (by count or bytes), the rest is its on-disk segment
     const ready = this.ready;
     const paged = ready instanceof PagedReady;
+    const full = (): boolean => paged && (ready.pagingOut || ready.length >= PAGE_COUNT);
     let last = 0;
     let total = 0;
     for (let from = 0; ; from = last + 1) {
       const page = store.messages(this.id, from, RECOVER_PAGE);
       for (const r of page) {
-        if (paged && (ready.pagingOut || ready.length >= PAGE_COUNT)) break;
+        if (full()) break;
         const e = this.entryFor(r);
         ready.push(e);
         if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
         last = r.seq;
         total++;
       }
-      if (page.length < RECOVER_PAGE || (paged && (ready.pagingOut || ready.length >= PAGE_COUNT))) break;
+      if (page.length < RECOVER_PAGE || full()) break;
     }
     const rest = paged ? store.extent(this.id, last + 1) : null;
     if (rest !== null && rest.count > 0) {

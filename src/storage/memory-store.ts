@@ -435,13 +435,9 @@ export class MemoryStore implements Store {
     for (let i = lowerBound(q.seqs, fromSeq); i < q.seqs.length; i++) {
       const seq = q.seqs[i]!;
       const r = readMessageRecord(Buffer.from(q.records.get(seq)!));
-      let wire = r.wire === undefined ? 0 : wireLength(r.wire);
-      if (r.wire === undefined) {
-        const body = this.disk!.bodies.get(r.bodyId);
-        if (body === undefined) continue;
-        wire = body.value.length;
-      }
-      fn(seq, wire, r.expiresAt);
+      // a shared body's size (a record whose body is gone is skipped, as messages() does)
+      const wire = r.wire !== undefined ? wireLength(r.wire) : this.disk!.bodies.get(r.bodyId)?.value.length;
+      if (wire !== undefined) fn(seq, wire, r.expiresAt);
     }
   }
 
