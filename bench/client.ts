@@ -432,6 +432,8 @@ export interface PublishOptions {
   confirmWindow: number;
   /** Messages per second for this publisher; 0: as fast as possible. */
   rate: number;
+  /** Messages per socket write; 0: as many as fit BATCH_BYTES. */
+  batch: number;
 }
 
 /** Bytes written per event-loop turn before yielding to I/O (confirms, acks, timers). */
@@ -449,7 +451,12 @@ enum Wait {
   Drain,
   Confirm,
   Timer,
+  /** serial mode: the last write has not completed */
+  Write,
 }
+
+/** Serial mode: writes chained by completion before yielding to the event loop. */
+const SERIAL_CHAIN = 64;
 
 /** A publish stream of one fixed message. See the file comment. */
 export class Publisher {
@@ -475,6 +482,12 @@ export class Publisher {
   private readonly bodyTail: Buffer;
   private readonly large: boolean;
   private keyIdx = 0;
+  /**
+   * `--batch N`: one write at a time, the next only when it completed, as a client whose socket
+   * writes block (the Java client, pika); Node would otherwise gather queued writes into one.
+   */
+  private readonly serial: boolean;
+  private chained = 0;
 
   private ackedUpTo = 0;
   private readonly singles = new Set<number>();
@@ -490,6 +503,7 @@ export class Publisher {
     readonly opts: PublishOptions,
   ) {
     this.sock = conn.sock;
+    this.serial = opts.batch > 0;
     conn.publisher = this;
     const keys = opts.routingKeys.length > 0 ? opts.routingKeys : [''];
     // body frames, identical for every key
@@ -527,7 +541,7 @@ export class Publisher {
       this.stampAt = bodyStamp;
       this.batchMsgs = 1;
     } else {
-      const per = Math.max(1, Math.floor(BATCH_BYTES / msgLen));
+      const per = opts.batch > 0 ? opts.batch : Math.max(1, Math.floor(BATCH_BYTES / msgLen));
       const copies = Math.max(1, Math.ceil(per / keys.length));
       const parts: Buffer[] = [];
       this.starts = [0];
@@ -651,8 +665,20 @@ export class Publisher {
       const before = this.bytesOut;
       this.published += this.large ? this.writeLarge() : this.writeSmall(n);
       budget -= this.bytesOut - before;
+      if (this.serial) {
+        this.wait = Wait.Write;
+        return;
+      }
     }
     this.schedule();
+  };
+
+  private readonly written = (): void => {
+    if (this.wait !== Wait.Write) return;
+    this.wait = Wait.None;
+    // completions come as microtasks: yield to I/O (confirms, acks) every so often
+    if (++this.chained % SERIAL_CHAIN === 0) this.schedule();
+    else this.pump();
   };
 
   /** Writes up to n messages from the template (fewer at its end); returns how many. */
@@ -671,7 +697,7 @@ export class Publisher {
     }
     this.pos += n;
     if (this.pos === total) this.pos = 0;
-    this.sock.write(b);
+    this.sock.write(b, this.serial ? this.written : undefined);
     this.bytesOut += b.length;
     return n;
   }
@@ -685,7 +711,7 @@ export class Publisher {
     this.sock.cork();
     this.sock.write(head);
     this.sock.write(piece);
-    this.sock.write(this.bodyTail);
+    this.sock.write(this.bodyTail, this.serial ? this.written : undefined);
     this.sock.uncork();
     this.bytesOut += head.length + this.bodyHead.length + this.bodyTail.length;
     return 1;

@@ -76,6 +76,12 @@ function matrix(backlogCount: number): Scenario[] {
       title: '1→1, 16 B, prefetch 1, ack each',
       opts: { ackEvery: 1, prefetch: 1 },
     },
+    // the publisher writes every message on its own, as the Java client, pika and amqplib do
+    {
+      id: 'k',
+      title: '1→1, 16 B, one socket write per publish, manual ack every 100, prefetch 1000',
+      opts: { ...MANUAL, batch: 1 },
+    },
   ];
 }
 
@@ -96,7 +102,7 @@ const USAGE = `Usage: npm run bench:compare -- [options]
   --rabbit-pid PID      its pid (default: the listener of a local URI's port)
   --no-rabbit           Warren only
   --duration S          seconds per throughput/churn run (default 15)
-  --scenarios LIST      e.g. a,b,c or f (= f1,f2) (default: all: a b c d e f1 f2 g h i j)
+  --scenarios LIST      e.g. a,b,c or f (= f1,f2) (default: all: a b c d e f1 f2 g h i j k)
   --backlog-count N     messages for (g) (default 1M)
   --rounds N            runs per broker and scenario, order alternating; medians reported (default 1)
   --processes N         worker processes per run (default 2)
@@ -159,14 +165,14 @@ function parseCompare(argv: string[]): CompareOptions | null {
     const s = (v as Record<string, unknown>)[k];
     return typeof s === 'string' ? parseCount(k, s) : d;
   };
-  const all = ['a', 'b', 'c', 'd', 'e', 'f1', 'f2', 'g', 'h', 'i', 'j'];
+  const all = ['a', 'b', 'c', 'd', 'e', 'f1', 'f2', 'g', 'h', 'i', 'j', 'k'];
   let scenarios = all;
   if (v.scenarios !== undefined) {
     scenarios = [];
     for (const s of v.scenarios.split(',').map((x) => x.trim().toLowerCase())) {
       if (s === 'f') scenarios.push('f1', 'f2');
       else if (all.includes(s)) scenarios.push(s);
-      else throw new Error(`--scenarios: unknown scenario ${s} (known: a b c d e f f1 f2 g h i j)`);
+      else throw new Error(`--scenarios: unknown scenario ${s} (known: a b c d e f f1 f2 g h i j k)`);
     }
   }
   return {

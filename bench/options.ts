@@ -34,6 +34,8 @@ export interface BenchOptions {
   bindings: number;
   /** Messages per second per producer; 0: unlimited. */
   rate: number;
+  /** Messages per socket write; 0: as many as fit about 64 KiB (1: one write each, as most clients). */
+  batch: number;
   /** Worker processes: 0 runs clients in this process; N ≥ 2 splits producers and consumers. */
   processes: number;
   /** Broker pid for CPU and RSS; 0: find the listener of a local URI's port with `ss`. */
@@ -73,6 +75,7 @@ export const DEFAULTS: BenchOptions = {
   queues: 0,
   bindings: 1000,
   rate: 0,
+  batch: 0,
   processes: 2,
   brokerPid: 0,
   json: '',
@@ -109,6 +112,7 @@ const NUMERIC: ReadonlyArray<keyof BenchOptions> = [
   'queues',
   'bindings',
   'rate',
+  'batch',
   'processes',
   'brokerPid',
   'timeout',
@@ -138,6 +142,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --queues N             queues (default 1; fanout/topic: one per consumer)
   --bindings N           topic: wildcard bindings spread over the queues (default 1000)
   --rate R               msgs/s cap per producer (default: unlimited)
+  --batch N              messages per socket write (default: as many as fit 64 KiB; 1 = one
+                         write per publish, as the Java client, pika and amqplib do)
   --processes N          worker processes: 0 = in this process, 1 = one child, N ≥ 2 = producers
                          and consumers in separate children (default 2)
   --broker-pid PID       broker process for CPU-s per million messages and peak RSS

@@ -298,6 +298,7 @@ export async function runBench(
       persistent: o.persistent,
       confirmWindow: o.confirm,
       rate: o.rate,
+      batch: o.batch,
     });
     const con = (i: number): ConsumeOptions => ({
       queue: topo.consumerQueue(i),

@@ -21,6 +21,7 @@ import {
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
+import { inflow } from '../util/coalesce.js';
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import { writeAcks, writeNacks } from './confirms.js';
@@ -169,6 +170,10 @@ export class Channel implements ConfirmTarget {
       case Method.BASIC_REJECT:
         basic.basicReject(this, a as A.BasicReject);
         return;
+    }
+    // every other method is a request its client awaits the reply to: no nap may delay the next
+    inflow.roundTrip = true;
+    switch (id) {
       case Method.BASIC_QOS:
         basic.basicQos(this, a as A.BasicQos);
         return;
@@ -262,7 +267,8 @@ export class Channel implements ConfirmTarget {
     const props = asm.properties;
     const body = asm.body;
     asm.reset();
-    this.conn.gate.published(body.length);
+    // a publisher awaiting confirms or commits waits on our replies: it never counts as streaming
+    this.conn.gate.published(body.length, !this.confirmMode && !this.txMode);
     try {
       basic.basicPublish(this, args, props, body);
     } catch (e) {

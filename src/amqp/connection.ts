@@ -28,6 +28,7 @@ import {
 } from '../protocol/generated/methods.js';
 import { Method } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
+import { inflow } from '../util/coalesce.js';
 import { readShared } from '../util/shared-read.js';
 import { BodyRecycler } from './body-recycler.js';
 import { Channel } from './channel.js';
@@ -123,10 +124,16 @@ export class Connection implements FrameSink, HeartbeatOwner {
     this.handshakeTimer.unref();
   }
 
+  hasConsumers(): boolean {
+    for (const ch of this.channels.values()) if (ch.consumers.size > 0) return true;
+    return false;
+  }
+
   // ---------------------------------------------------------------- input
 
   private onData(chunk: Buffer): void {
     this.heartbeats.received = true;
+    inflow.bytes += chunk.length;
     if (this.state === ConnState.Closed) return;
     try {
       if (this.header !== null) {

@@ -3,6 +3,7 @@
  * delivery (prefetch, channel.flow, socket backpressure) and hands entries to `deliver()`.
  */
 import type { Queue, QueueConsumer, QueueEntry } from '../core/queue.js';
+import { inflow, NAP_PREFETCH } from '../util/coalesce.js';
 import type { Channel } from './channel.js';
 
 export class Consumer implements QueueConsumer {
@@ -50,7 +51,17 @@ export class Consumer implements QueueConsumer {
   }
 
   deliver(queue: Queue, entry: QueueEntry): void {
-    this.channel.deliver(this, queue, entry);
+    const ch = this.channel;
+    ch.deliver(this, queue, entry);
+    // at a small prefetch limit, its next delivery waits on an ack: no nap may delay that
+    const limit = ch.globalPrefetch !== 0 ? ch.globalPrefetch : this.prefetch;
+    if (
+      limit !== 0 &&
+      limit < NAP_PREFETCH &&
+      !this.noAck &&
+      (ch.globalPrefetch !== 0 ? ch.unackedCount : this.unacked) >= limit
+    )
+      inflow.roundTrip = true;
   }
 
   cancelledByQueue(): void {

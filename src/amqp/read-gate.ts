@@ -7,6 +7,8 @@
 import type { Socket } from 'node:net';
 import type { HeldPublisher } from '../core/queue-congestion.js';
 import type { FrameParser } from '../protocol/frame-parser.js';
+import { inflow, STREAMING } from '../util/coalesce.js';
+import { tickCount } from '../util/tick.js';
 import { type ConnectionContext, ConnState } from './connection-state.js';
 import type { Heartbeat } from './heartbeat.js';
 import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
@@ -21,6 +23,8 @@ export interface GatedConnection {
   /** false while its own output is backed up */
   canWrite(): boolean;
   fail(e: unknown, channel: number, classId: number, methodId: number): void;
+  /** true when some channel consumes (its publishes may be replies to our deliveries) */
+  hasConsumers(): boolean;
 }
 
 export class ReadGate implements FlowConnection, HeldPublisher {
@@ -31,6 +35,9 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   private holds = 0;
   /** reading waits for the socket to drain (backedUp) */
   private drainWait = false;
+  /** the tick this connection's publishes are counted for, and how many so far (coalesce.ts) */
+  private turn = -1;
+  private turnPublishes = 0;
 
   constructor(
     private readonly conn: GatedConnection,
@@ -42,7 +49,14 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   }
 
   /** Counts one publish against this tick's credit; pauses reading when it runs out. */
-  published(bytes: number): void {
+  published(bytes: number, openLoop: boolean): void {
+    if (openLoop) {
+      if (this.turn !== tickCount) {
+        this.turn = tickCount;
+        this.turnPublishes = 0;
+      }
+      if (++this.turnPublishes === STREAMING && !this.conn.hasConsumers()) inflow.streams++;
+    }
     if (this.paused) return;
     const flow = this.conn.ctx.flow;
     if (flow.blocked) {

@@ -13,6 +13,8 @@ export const Phase = {
   Flush: 2,
   /** publishers paused for the tick read again */
   Resume: 3,
+  /** the loop naps after a turn of crumbs (coalesce.ts) */
+  Nap: 4,
 } as const;
 
 const phases: ((() => void) | undefined)[] = [];
@@ -43,6 +45,11 @@ let onError: (e: unknown) => void = (e) => {
 /** Where a phase's unexpected exception goes (the broker logs it); the other phases still run. */
 export function setTickErrorHandler(fn: (e: unknown) => void): void {
   onError = fn;
+}
+
+/** True when another tick has been asked for (work is waiting). */
+export function tickPending(): boolean {
+  return scheduled;
 }
 
 /** Counts ticks, so per-tick budgets can tell a new tick from the current one. */

@@ -1,0 +1,82 @@
+/**
+ * Interrupt moderation for the event loop. Most clients (the Java client, pika, amqplib) write
+ * every publish on its own, so a streaming publisher hands us a few dozen bytes per socket read.
+ * While the loop keeps finding such crumbs waiting, every turn pays a read, a write per consumer
+ * and an epoll call for a handful of messages, and the kernel's share of that becomes most of
+ * the broker's CPU. After such a turn the loop naps about a tenth of a millisecond, so the next
+ * turn finds a batch: fewer syscalls here, and the consumers' clients wake once per batch
+ * instead of once per few messages.
+ *
+ * A turn naps only when a connection without consumers published several messages in it
+ * outside confirm and tx mode (an open-loop stream: it waits on nothing from us), little was
+ * read in all, no work is left for the next tick, and no client waited on a reply in the last
+ * few turns (a synchronous method, a consumer at a small prefetch limit): round trips are
+ * never stretched by a nap. A nap after which the loop still had to wait for input batched
+ * nothing; naps then back off, so bursty low-rate publishers do not pay for them.
+ */
+import { performance } from 'node:perf_hooks';
+import { Phase, setPhase, tickPending } from './tick.js';
+
+/** What the connections took in since the last tick ended. */
+export const inflow = {
+  /** connections that published STREAMING open-loop messages or more in this turn */
+  streams: 0,
+  /** bytes read */
+  bytes: 0,
+  /**
+   * a client waits on us to go on: a synchronous method was answered, or a consumer with a
+   * prefetch below NAP_PREFETCH reached it (its next delivery waits on an ack)
+   */
+  roundTrip: false,
+};
+
+/** Publishes in one turn that make a connection a stream (a request/reply client sends one). */
+export const STREAMING = 3;
+/** Consumers with a prefetch below this are round-trip bound. */
+export const NAP_PREFETCH = 128;
+
+/** The nap, ms (Atomics.wait; the kernel's timer slack makes it about 0.14 ms). */
+const NAP_MS = 0.05;
+/** A turn that read this much already batches enough. */
+const SMALL_READ = 16 * 1024;
+/** Turns without naps after one that answered a round trip. */
+const QUIET_TURNS = 8;
+/** A nap after which the loop still waited this long for input batched nothing (ms). */
+const WASTED_MS = 0.05;
+/** Most eligible turns skipped after naps that batched nothing (doubling from 1). */
+const MAX_BACKOFF = 64;
+
+/** Naps taken since the start (read by tests). */
+export let naps = 0;
+
+const cell = new Int32Array(new SharedArrayBuffer(4));
+/** the loop's idle time (ms blocked on events) when the last nap ended; -1: no nap pending */
+let idleAfterNap = -1;
+let backoff = 0;
+let skip = 0;
+let quiet = 0;
+
+setPhase(Phase.Nap, () => {
+  const { streams, bytes, roundTrip } = inflow;
+  inflow.streams = 0;
+  inflow.bytes = 0;
+  inflow.roundTrip = false;
+  if (idleAfterNap >= 0) {
+    // a nap paid off if input was waiting when it ended; if the loop then waited, back off
+    if (performance.eventLoopUtilization().idle - idleAfterNap > WASTED_MS) {
+      backoff = backoff === 0 ? 1 : Math.min(backoff * 2, MAX_BACKOFF);
+      skip = backoff;
+    } else backoff = 0;
+    idleAfterNap = -1;
+  }
+  if (roundTrip) quiet = QUIET_TURNS;
+  else if (quiet > 0) quiet--;
+  if (streams === 0 || bytes >= SMALL_READ || quiet > 0 || tickPending()) return;
+  if (skip > 0) {
+    skip--;
+    return;
+  }
+  naps++;
+  Atomics.wait(cell, 0, 0, NAP_MS);
+  idleAfterNap = performance.eventLoopUtilization().idle;
+});
