@@ -21,7 +21,7 @@ import {
   type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
-import { inflow } from '../util/coalesce.js';
+import { inflow, ROUND_TRIP_WINDOW } from '../util/coalesce.js';
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import { writeAcks, writeNacks } from './confirms.js';
@@ -267,8 +267,10 @@ export class Channel implements ConfirmTarget {
     const props = asm.properties;
     const body = asm.body;
     asm.reset();
-    // a publisher awaiting confirms or commits waits on our replies: it never counts as streaming
-    this.conn.gate.published(body.length, !this.confirmMode && !this.txMode);
+    // a publisher in tx mode, or awaiting confirms with a small window, waits on our replies
+    const openLoop =
+      !this.txMode && (!this.confirmMode || this.publishSeq - this.confirmedSeq >= ROUND_TRIP_WINDOW - 1);
+    this.conn.gate.published(body.length, openLoop);
     try {
       basic.basicPublish(this, args, props, body);
     } catch (e) {

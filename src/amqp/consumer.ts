@@ -3,7 +3,7 @@
  * delivery (prefetch, channel.flow, socket backpressure) and hands entries to `deliver()`.
  */
 import type { Queue, QueueConsumer, QueueEntry } from '../core/queue.js';
-import { inflow, NAP_PREFETCH } from '../util/coalesce.js';
+import { inflow, ROUND_TRIP_WINDOW } from '../util/coalesce.js';
 import type { Channel } from './channel.js';
 
 export class Consumer implements QueueConsumer {
@@ -57,7 +57,7 @@ export class Consumer implements QueueConsumer {
     const limit = ch.globalPrefetch !== 0 ? ch.globalPrefetch : this.prefetch;
     if (
       limit !== 0 &&
-      limit < NAP_PREFETCH &&
+      limit < ROUND_TRIP_WINDOW &&
       !this.noAck &&
       (ch.globalPrefetch !== 0 ? ch.unackedCount : this.unacked) >= limit
     )

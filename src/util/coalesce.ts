@@ -8,7 +8,8 @@
  * instead of once per few messages.
  *
  * A turn naps only when a connection without consumers published several messages in it
- * outside confirm and tx mode (an open-loop stream: it waits on nothing from us), little was
+ * outside tx mode, unconfirmed or with a confirm window of ROUND_TRIP_WINDOW or more (an
+ * open-loop stream: it does not wait on us message by message), little was
  * read in all, no work is left for the next tick, and no client waited on a reply in the last
  * few turns (a synchronous method, a consumer at a small prefetch limit): round trips are
  * never stretched by a nap. A nap after which the loop still had to wait for input batched
@@ -25,15 +26,18 @@ export const inflow = {
   bytes: 0,
   /**
    * a client waits on us to go on: a synchronous method was answered, or a consumer with a
-   * prefetch below NAP_PREFETCH reached it (its next delivery waits on an ack)
+   * prefetch below ROUND_TRIP_WINDOW reached it (its next delivery waits on an ack)
    */
   roundTrip: false,
 };
 
 /** Publishes in one turn that make a connection a stream (a request/reply client sends one). */
 export const STREAMING = 3;
-/** Consumers with a prefetch below this are round-trip bound. */
-export const NAP_PREFETCH = 128;
+/**
+ * A client with fewer messages than this in flight (a consumer's prefetch, a publisher's
+ * unconfirmed messages) is bound by round trips: a nap would slow it.
+ */
+export const ROUND_TRIP_WINDOW = 128;
 
 /** The nap, ms (Atomics.wait; the kernel's timer slack makes it about 0.14 ms). */
 const NAP_MS = 0.05;
