@@ -53,13 +53,14 @@ export class Consumer implements QueueConsumer {
   deliver(queue: Queue, entry: QueueEntry): void {
     const ch = this.channel;
     ch.deliver(this, queue, entry);
-    // at a small prefetch limit, its next delivery waits on an ack: no nap may delay that
-    const limit = ch.globalPrefetch !== 0 ? ch.globalPrefetch : this.prefetch;
+    // at a small prefetch limit (its own or the channel's), its next delivery waits on an ack:
+    // no nap may delay that
+    if (this.noAck) return;
+    const own = this.prefetch;
+    const shared = ch.globalPrefetch;
     if (
-      limit !== 0 &&
-      limit < ROUND_TRIP_WINDOW &&
-      !this.noAck &&
-      (ch.globalPrefetch !== 0 ? ch.unackedCount : this.unacked) >= limit
+      (own !== 0 && own < ROUND_TRIP_WINDOW && this.unacked >= own) ||
+      (shared !== 0 && shared < ROUND_TRIP_WINDOW && ch.unackedCount >= shared)
     )
       inflow.roundTrip = true;
   }

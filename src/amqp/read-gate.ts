@@ -7,8 +7,7 @@
 import type { Socket } from 'node:net';
 import type { HeldPublisher } from '../core/queue-congestion.js';
 import type { FrameParser } from '../protocol/frame-parser.js';
-import { inflow, STREAMING } from '../util/coalesce.js';
-import { tickCount } from '../util/tick.js';
+import { inflow, STREAMING, turn } from '../util/coalesce.js';
 import { type ConnectionContext, ConnState } from './connection-state.js';
 import type { Heartbeat } from './heartbeat.js';
 import { type FlowConnection, PUBLISH_CREDIT, scheduleResume } from './publish-flow.js';
@@ -35,7 +34,7 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   private holds = 0;
   /** reading waits for the socket to drain (backedUp) */
   private drainWait = false;
-  /** the tick this connection's publishes are counted for, and how many so far (coalesce.ts) */
+  /** the turn this connection's publishes are counted for, and how many so far (coalesce.ts) */
   private turn = -1;
   private turnPublishes = 0;
 
@@ -51,8 +50,9 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   /** Counts one publish against this tick's credit; pauses reading when it runs out. */
   published(bytes: number, openLoop: boolean): void {
     if (openLoop) {
-      if (this.turn !== tickCount) {
-        this.turn = tickCount;
+      inflow.publishes++;
+      if (this.turn !== turn) {
+        this.turn = turn;
         this.turnPublishes = 0;
       }
       if (++this.turnPublishes === STREAMING && !this.conn.hasConsumers()) inflow.streams++;

@@ -147,6 +147,41 @@ describe('interrupt moderation', () => {
     });
   });
 
+  it('naps back off for a publisher that waits for its own messages to reach a consumer on another connection', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectClient(broker.url);
+      const cch = await client.channel();
+      await cch.queueDeclare('co.loop', { durable: false });
+      const pub = await RawClient.open(broker.port);
+      pub.send((w) => M.encodeChannelOpen(w, 1, {}));
+      await pub.expectMethod(Method.CHANNEL_OPEN_OK);
+      // 10 publishes, each its own write; the next 10 only once all have been delivered
+      const CYCLES = 300;
+      let got = 0;
+      let cycles = 0;
+      let next = 0;
+      const burst = () => {
+        for (let i = 0; i < 10; i++) pub.write(publishBytes('co.loop', String(next++)));
+      };
+      const seen: number[] = [];
+      await cch.basicConsume('co.loop', { noAck: true }, (m: AMQPMessage) => {
+        seen.push(Number(m.bodyToString()));
+        if (++got === 10) {
+          got = 0;
+          if (++cycles < CYCLES) burst();
+        }
+      });
+      const before = coalesce.naps;
+      burst();
+      await waitFor(() => cycles >= CYCLES, `${CYCLES} cycles`, 20_000);
+      inOrder(seen, CYCLES * 10);
+      // every cycle has a turn that looks like a stream; a nap there only delays the next burst
+      expect(coalesce.naps - before).toBeLessThan(CYCLES / 4);
+      pub.close();
+      await client.close();
+    });
+  });
+
   it('a consumer at prefetch 1 keeps up its round trips while a publisher streams', async () => {
     await withBroker(async (broker) => {
       const con = await connectAmqplib(broker.url);
