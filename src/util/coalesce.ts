@@ -3,19 +3,19 @@
  * every publish on its own, so a streaming publisher hands us a few dozen bytes per socket read.
  * While the loop keeps finding such crumbs waiting, every turn pays a read, a write per consumer
  * and an epoll call for a handful of messages, and the kernel's share of that becomes most of
- * the broker's CPU. After such a turn the loop naps about a tenth of a millisecond, so the next
- * turn finds a batch: fewer syscalls here, and the consumers' clients wake once per batch
- * instead of once per few messages.
+ * the broker's CPU. After such a turn the loop naps about 0.13 ms, so the next turn finds a
+ * batch: fewer syscalls here, and the consumers' clients wake once per batch instead of once
+ * per few messages.
  *
  * A turn naps only when a connection without consumers published several messages in it
- * outside tx mode, unconfirmed or with a confirm window of ROUND_TRIP_WINDOW or more (an
- * open-loop stream: it does not wait on us message by message), little was
- * read in all, no work is left for the next tick, and no client waited on a reply in the last
- * few turns (a synchronous method, a consumer at a small prefetch limit): round trips are
- * never stretched by a nap. A nap pays off only if the turn after it takes in clearly more than
- * a turn without one: where it does not (bursty low-rate publishers, and closed loops the rules
- * above miss, such as a publisher waiting for its own messages to reach a consumer on another
- * connection), naps back off.
+ * outside tx mode, unconfirmed or with ROUND_TRIP_WINDOW or more awaiting confirms (an open-loop
+ * stream: it does not wait on us message by message), little was read in all, no work is left
+ * for the next tick, and no client waited on a reply in the last few turns (a synchronous
+ * method, a consumer at a small prefetch limit): round trips are never stretched by a nap. A
+ * nap pays off only if the turn after it takes in clearly more than a turn without one; where
+ * it does not (bursty low-rate publishers, and closed loops the rules above miss, such as a
+ * publisher waiting for its own messages to reach a consumer on another connection), naps
+ * back off.
  */
 import { Phase, setPhase, tickPending } from './tick.js';
 

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { expect } from 'vitest';
 import { FrameParser } from '../../src/protocol/frame-parser.js';
 import * as M from '../../src/protocol/generated/methods.js';
+import { type BasicProperties, encodeBasicProperties } from '../../src/protocol/generated/properties.js';
 import { Method, methodName } from '../../src/protocol/generated/spec.js';
 import { OutBuffer } from '../../src/protocol/out-buffer.js';
 
@@ -50,6 +51,33 @@ export function declareQueue(
     ...flags,
     arguments: args,
   });
+}
+
+/**
+ * basic.publish to the default exchange on `channel`, its content header and one body frame, as
+ * one buffer. `props` are encoded, or sent as these raw property bytes.
+ */
+export function publishBytes(
+  channel: number,
+  routingKey: string,
+  body: string | Buffer,
+  props: BasicProperties | Buffer = {},
+): Buffer {
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const h = Buffer.alloc(12);
+  h.writeUInt16BE(60, 0);
+  h.writeBigUInt64BE(BigInt(b.length), 4);
+  return Buffer.concat([
+    bytes((w) =>
+      M.encodeBasicPublish(w, channel, { exchange: '', routingKey, mandatory: false, immediate: false }),
+    ),
+    frame(
+      2,
+      channel,
+      Buffer.concat([h, Buffer.isBuffer(props) ? props : bytes((w) => encodeBasicProperties(w, props))]),
+    ),
+    frame(3, channel, b),
+  ]);
 }
 
 /** Encodes frames with the generated encoders: `bytes(w => M.encodeChannelOpen(w, 1, {}))`. */

@@ -7,30 +7,22 @@
 import type { AMQPMessage } from '@cloudamqp/amqp-client';
 import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
-import { encodeBasicProperties } from '../../src/protocol/generated/properties.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import * as coalesce from '../../src/util/coalesce.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib, connectClient } from '../helpers/consumers.js';
-import { bytes, frame, RawClient } from '../helpers/raw-client.js';
+import { publishBytes, RawClient } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** The broker runs in this process: a timer lets it read each burst in a turn of its own. */
 const pause = () => new Promise<void>((r) => setTimeout(r, 1));
 
-/** basic.publish to queue `q` on channel 1 with body `body`, as one buffer. */
-function publishBytes(q: string, body: string): Buffer {
-  const b = Buffer.from(body);
-  const header = Buffer.alloc(12);
-  header.writeUInt16BE(60, 0);
-  header.writeBigUInt64BE(BigInt(b.length), 4);
-  return Buffer.concat([
-    bytes((w) =>
-      M.encodeBasicPublish(w, 1, { exchange: '', routingKey: q, mandatory: false, immediate: false }),
-    ),
-    frame(2, 1, Buffer.concat([header, bytes((w) => encodeBasicProperties(w, {}))])),
-    frame(3, 1, b),
-  ]);
+/** A raw publisher with channel 1 open. */
+async function openPublisher(port: number): Promise<RawClient> {
+  const c = await RawClient.open(port);
+  c.send((w) => M.encodeChannelOpen(w, 1, {}));
+  await c.expectMethod(Method.CHANNEL_OPEN_OK);
+  return c;
 }
 
 /**
@@ -38,11 +30,9 @@ function publishBytes(q: string, body: string): Buffer {
  * `burst`: what a client writing every publish on its own looks like to the broker.
  */
 async function stream(port: number, q: string, n: number, burst: number): Promise<RawClient> {
-  const c = await RawClient.open(port);
-  c.send((w) => M.encodeChannelOpen(w, 1, {}));
-  await c.expectMethod(Method.CHANNEL_OPEN_OK);
+  const c = await openPublisher(port);
   for (let i = 0; i < n; i++) {
-    c.write(publishBytes(q, String(i)));
+    c.write(publishBytes(1, q, String(i)));
     if (i % burst === burst - 1) await pause();
   }
   return c;
@@ -152,16 +142,14 @@ describe('interrupt moderation', () => {
       const { client } = await connectClient(broker.url);
       const cch = await client.channel();
       await cch.queueDeclare('co.loop', { durable: false });
-      const pub = await RawClient.open(broker.port);
-      pub.send((w) => M.encodeChannelOpen(w, 1, {}));
-      await pub.expectMethod(Method.CHANNEL_OPEN_OK);
+      const pub = await openPublisher(broker.port);
       // 10 publishes, each its own write; the next 10 only once all have been delivered
       const CYCLES = 300;
       let got = 0;
       let cycles = 0;
       let next = 0;
       const burst = () => {
-        for (let i = 0; i < 10; i++) pub.write(publishBytes('co.loop', String(next++)));
+        for (let i = 0; i < 10; i++) pub.write(publishBytes(1, 'co.loop', String(next++)));
       };
       const seen: number[] = [];
       await cch.basicConsume('co.loop', { noAck: true }, (m: AMQPMessage) => {

@@ -8,29 +8,16 @@ import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import type { FieldTable } from '../../src/protocol/field-table.js';
 import * as M from '../../src/protocol/generated/methods.js';
-import { type BasicProperties, encodeBasicProperties } from '../../src/protocol/generated/properties.js';
+import type { BasicProperties } from '../../src/protocol/generated/properties.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib } from '../helpers/consumers.js';
-import { bytes, frame, RawClient } from '../helpers/raw-client.js';
+import { bytes, publishBytes, RawClient } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** basic.publish to the default exchange with `props` (or these property bytes), on channel 1. */
 function rawPublish(queue: string, props: BasicProperties | Buffer, body = 'x'): Buffer {
-  const h = Buffer.alloc(12);
-  h.writeUInt16BE(60, 0);
-  h.writeBigUInt64BE(BigInt(body.length), 4);
-  return Buffer.concat([
-    bytes((w) =>
-      M.encodeBasicPublish(w, 1, { exchange: '', routingKey: queue, mandatory: false, immediate: false }),
-    ),
-    frame(
-      2,
-      1,
-      Buffer.concat([h, Buffer.isBuffer(props) ? props : bytes((w) => encodeBasicProperties(w, props))]),
-    ),
-    frame(3, 1, Buffer.from(body)),
-  ]);
+  return publishBytes(1, queue, body, props);
 }
 
 /** A queue `q` whose messages expire at once into `q.dlq`. */
