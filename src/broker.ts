@@ -10,7 +10,6 @@ import { resolve } from 'node:path';
 import { Connection, type ConnectionContext } from './amqp/connection.js';
 import { FlowControl } from './amqp/publish-flow.js';
 import { type Config, DEFAULTS } from './config.js';
-import { checkPaced } from './core/queue-congestion.js';
 import { UserStore } from './core/users.js';
 import { VHostRegistry } from './core/vhost.js';
 import { createLogger, type Logger } from './log.js';
@@ -24,7 +23,6 @@ import type { Store } from './storage/store.js';
 import { trimBodies } from './util/body-pool.js';
 import { COARSE_PERIOD_MS, updateCoarseClock } from './util/coarse-clock.js';
 import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
-import { updateLoad } from './util/load.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { RABBITMQ_COMPAT_VERSION, VERSION } from './version.js';
 
@@ -210,8 +208,6 @@ export class Broker implements ConnectionContext {
     this.monitor.unref();
     this.gcTimer = setInterval(() => {
       updateCoarseClock();
-      updateLoad();
-      checkPaced();
       this.checkAckTimeouts();
       checkExternalMemory();
       trimBodies(this.flow.reasons.includes('memory'));
