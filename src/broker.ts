@@ -23,6 +23,7 @@ import type { Store } from './storage/store.js';
 import { trimBodies } from './util/body-pool.js';
 import { COARSE_PERIOD_MS, updateCoarseClock } from './util/coarse-clock.js';
 import { checkExternalMemory, setTightHeap } from './util/external-gc.js';
+import { updateLoad } from './util/load.js';
 import { setTickErrorHandler } from './util/tick.js';
 import { RABBITMQ_COMPAT_VERSION, VERSION } from './version.js';
 
@@ -208,6 +209,7 @@ export class Broker implements ConnectionContext {
     this.monitor.unref();
     this.gcTimer = setInterval(() => {
       updateCoarseClock();
+      updateLoad();
       this.checkAckTimeouts();
       checkExternalMemory();
       trimBodies(this.flow.reasons.includes('memory'));

@@ -1,8 +1,9 @@
 /**
  * When a connection's socket is read. Reading stops for the rest of the tick once the
- * connection used its publish credit (publish-flow.ts) or a busy queue paces it, until release
- * while congested queues hold it (core/queue-congestion.ts), and until the alarms clear while
- * the broker is blocked (FlowControl). Resuming restores the credit and parses what was held.
+ * connection used its publish credit (publish-flow.ts) or a busy queue paces it (on a saturated
+ * broker, about a millisecond at most), until release while congested queues hold it
+ * (core/queue-congestion.ts), and until the alarms clear while the broker is blocked
+ * (FlowControl). Resuming restores the credit and parses what was held.
  */
 import type { Socket } from 'node:net';
 import type { HeldPublisher } from '../core/queue-congestion.js';
@@ -84,6 +85,18 @@ export class ReadGate implements FlowConnection, HeldPublisher {
 
   release(): void {
     if (--this.holds === 0) this.resumeReading();
+  }
+
+  /** A saturated broker's busy queue stops reading this publisher until it earns more. */
+  holdPaced(): boolean {
+    if (!this.conn.canWrite()) return false;
+    this.holds++;
+    if (!this.paused) this.pauseReading();
+    return true;
+  }
+
+  releaseLater(): void {
+    if (--this.holds === 0) scheduleResume(this);
   }
 
   /**

@@ -7,12 +7,13 @@
  * consumers drain at a fixed speed (large bodies: every queued MiB is memory to allocate,
  * collect and fault in).
  *
- * Slow acks never hold publishers: a consumer at its prefetch limit is not held up by its
- * socket. A queue whose consumers take nothing for the publisher's hold limit (500 ms by
+ * Slow acks hold publishers only while the broker's thread is saturated (pace() below): a
+ * consumer at its prefetch limit is not held up by its socket. A queue whose consumers take nothing for the publisher's hold limit (500 ms by
  * default) lets its publishers go and holds none until one does, so a dead peer cannot stall
  * publishers until its heartbeat fails.
  */
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
+import { loadBusy } from '../util/load.js';
 import { tickCount } from '../util/tick.js';
 
 /** A connection the queue can stop reading (amqp/connection). */
@@ -27,6 +28,10 @@ export interface HeldPublisher {
   readonly holdLimitMs: number;
   /** Stops reading for the rest of this tick (resumed after the tick's deliveries and flushes). */
   yieldTick(): void;
+  /** Stops reading until a matching releaseLater(); false when its output is backed up. */
+  holdPaced(): boolean;
+  /** Ends a holdPaced(): reading resumes after this tick's deliveries and flushes. */
+  releaseLater(): void;
 }
 
 /** The consumer side of the test: is this consumer waiting on its socket? */
@@ -51,6 +56,21 @@ export const BUSY_MIN_INGEST = 32;
 export const BUSY_IDLE_MS = 2 * COARSE_PERIOD_MS;
 /** Most deliveries a busy queue's publishers may bank for later ticks. */
 export const BUSY_ALLOWANCE = 4096;
+/**
+ * Deliveries over the last coarse period or two (about 500 msg/s or more) that make a busy
+ * queue's consumers fast enough to pace its publishers to on a saturated broker.
+ */
+export const PACE_MIN_DELIVERIES = 200;
+/** Coarse clock readings this far apart or closer are consecutive periods (timer jitter). */
+const PERIOD_GAP_MS = (3 * COARSE_PERIOD_MS) / 2;
+/**
+ * Publishes per ms a paced queue earns whatever it delivers (50k msg/s): a held publisher waits
+ * about a millisecond at most, so no client whose consumers wait on its publishes (confirms
+ * before acks, a blocking write) can stall on a hold, and no queue is paced below this.
+ */
+export const PACE_FLOOR_PER_MS = 50;
+/** How often held publishers are checked against the floor, ms. */
+const FLOOR_CHECK_MS = 1;
 
 export class Congestion {
   /** coarse time of the queue's last delivery pass that delivered anything */
@@ -61,6 +81,14 @@ export class Congestion {
   private freeTick = -1;
   private free = 0;
   private held: HeldPublisher[] = [];
+  /** coarse time the current period's deliveries are counted from, and the counts */
+  private periodAt = -Infinity;
+  private inPeriod = 0;
+  private lastPeriod = 0;
+  /** publishers waiting for the queue's next delivery or its floor (pace(), saturated broker) */
+  private paced: HeldPublisher[] = [];
+  /** performance.now() when the floor last added to the allowance */
+  private floorAt = 0;
   private timer: NodeJS.Timeout | null = null;
   /** a delivery happened since the timer was armed */
   private progressed = false;
@@ -70,7 +98,7 @@ export class Congestion {
   constructor(private readonly queue: Congestible) {}
 
   get holding(): boolean {
-    return this.held.length > 0;
+    return this.held.length > 0 || this.paced.length > 0;
   }
 
   /** After a publish into the queue: holds the publisher when the queue is congested. */
@@ -83,15 +111,26 @@ export class Congestion {
   }
 
   /**
-   * Pacing: a queue with a backlog whose consumers took messages within BUSY_IDLE_MS takes, per
-   * tick, what its consumers took since (banked up to BUSY_ALLOWANCE) or BUSY_MIN_INGEST, whichever
-   * is more; past that its publisher yields the rest of the tick. Without it a saturated broker
-   * reads 500 publishes per connection per tick, ticks lengthen, prefetch-bound consumers get one
-   * window per tick, the backlog and its collection cost grow, and they fall further behind
-   * (2→2 publishers and consumers, 1 KiB, prefetch 100: 203k msg/s in, 43k out). Paced, ticks
-   * stay short while the broker is busy and ingest settles near the consumers' pace, as RabbitMQ's
-   * credit flow holds a busy queue process's publishers. On an idle broker ticks are short anyway,
-   * so pacing costs publishers little; consumers that take nothing turn it off.
+   * Pacing: a queue with a backlog whose consumers took messages within BUSY_IDLE_MS lets its
+   * publishers put in what its consumers took since (banked up to BUSY_ALLOWANCE). Past that:
+   *
+   * - while the broker's thread is saturated (util/load.ts) and the consumers take
+   *   PACE_MIN_DELIVERIES or more per period, a publisher is not read again until the queue has
+   *   earned more: three publishes for every four deliveries, so a backlog built before pacing
+   *   set in drains, and PACE_FLOOR_PER_MS whatever it delivers, so a hold lasts about a
+   *   millisecond at most. Without it a saturated broker spends itself reading publishes its
+   *   consumers cannot take: ticks lengthen, prefetch-bound consumers get one window per tick,
+   *   and the backlog and its collection cost grow (2→2 on one queue, 1 KiB, prefetch 100: 203k
+   *   msg/s in, 43k out; with the Java client, whose threads share the cores with the broker,
+   *   213k in and 75k out). RabbitMQ's credit flow holds the publishers of a queue process that
+   *   cannot keep up likewise. The floor matters: a hold that waited for a delivery stalled any
+   *   client whose consumers wait on its publishes (a worker that republishes on a second
+   *   connection and acks after the confirms; a blocking client whose write is full) until an
+   *   idle timer, and throttled a queue to the pace of its consumers when the load came from
+   *   elsewhere;
+   * - otherwise it may still put in BUSY_MIN_INGEST per tick, then yields the rest of the tick.
+   *   A broker with time to spare takes bursts into a queue whose consumers are slow, as
+   *   RabbitMQ does.
    */
   private pace(p: HeldPublisher): void {
     if (this.freeTick !== tickCount) {
@@ -99,15 +138,46 @@ export class Congestion {
       this.free = BUSY_MIN_INGEST;
     }
     this.free--;
-    if (this.allowance > 0) this.allowance--;
-    else if (this.free < 0) p.yieldTick();
+    if (this.allowance >= 1) {
+      this.allowance--;
+      return;
+    }
+    if (loadBusy() && this.deliversFast() && !this.paced.includes(p) && p.holdPaced()) {
+      if (this.paced.length === 0) {
+        this.floorAt = performance.now();
+        pacing.add(this);
+        armFloor();
+      }
+      this.paced.push(p);
+      pacedHolds++;
+      return;
+    }
+    if (this.free < 0) p.yieldTick();
+  }
+
+  /** The queue delivered PACE_MIN_DELIVERIES or more over the last coarse period or two. */
+  private deliversFast(): boolean {
+    const now = coarseNow();
+    if (now === this.periodAt) return this.inPeriod + this.lastPeriod >= PACE_MIN_DELIVERIES;
+    // nothing delivered yet in this period: the one before counts if it was the last
+    return now - this.periodAt <= PERIOD_GAP_MS && this.inPeriod >= PACE_MIN_DELIVERIES;
   }
 
   /** After a delivery pass that delivered `delivered` messages. */
   afterPass(delivered: number): void {
     if (delivered > 0) {
-      this.deliveredAt = coarseNow();
-      this.allowance = Math.min(this.allowance + delivered, BUSY_ALLOWANCE);
+      const now = coarseNow();
+      this.deliveredAt = now;
+      if (now !== this.periodAt) {
+        this.lastPeriod = now - this.periodAt <= PERIOD_GAP_MS ? this.inPeriod : 0;
+        this.inPeriod = 0;
+        this.periodAt = now;
+      }
+      this.inPeriod += delivered;
+      // paced: three in for every four out (pace())
+      const earned = loadBusy() ? delivered - (delivered >> 2) : delivered;
+      this.allowance = Math.min(this.allowance + earned, BUSY_ALLOWANCE);
+      if (this.paced.length > 0 && this.allowance >= 1) this.releasePaced();
     }
     if (this.held.length === 0) return;
     if (delivered > 0) {
@@ -117,8 +187,25 @@ export class Congestion {
     if (this.held.length > 0 && !this.congested()) this.releaseAll();
   }
 
+  /** Lets the paced publishers read again (after this tick's deliveries and flushes). */
+  releasePaced(): void {
+    const paced = this.paced;
+    if (paced.length === 0) return;
+    this.paced = [];
+    pacing.delete(this);
+    for (const p of paced) p.releaseLater();
+  }
+
+  /** The floor: paced publishers go once the time since the last refill has earned one publish. */
+  refill(now: number): void {
+    this.allowance = Math.min(this.allowance + (now - this.floorAt) * PACE_FLOOR_PER_MS, BUSY_ALLOWANCE);
+    this.floorAt = now;
+    if (this.allowance >= 1) this.releasePaced();
+  }
+
   /** Lets every held publisher go (consumers changed, queue deleted, congestion over). */
   releaseAll(): void {
+    this.releasePaced();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     const held = this.held;
@@ -152,4 +239,24 @@ export class Congestion {
     }, ms);
     this.timer.unref();
   }
+}
+
+/** Publishers held by pacing since the start (read by tests). */
+export let pacedHolds = 0;
+
+/** Queues holding paced publishers. */
+const pacing = new Set<Congestion>();
+let floorTimer: NodeJS.Timeout | null = null;
+
+function armFloor(): void {
+  if (floorTimer !== null) return;
+  floorTimer = setTimeout(checkFloor, FLOOR_CHECK_MS);
+  floorTimer.unref();
+}
+
+function checkFloor(): void {
+  floorTimer = null;
+  const now = performance.now();
+  for (const c of [...pacing]) c.refill(now);
+  if (pacing.size > 0) armFloor();
 }

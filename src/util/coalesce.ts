@@ -17,6 +17,7 @@
  * publisher waiting for its own messages to reach a consumer on another connection), naps
  * back off.
  */
+import { performance } from 'node:perf_hooks';
 import { Phase, setPhase, tickPending } from './tick.js';
 
 /** What the connections took in since the last tick ended. */
@@ -60,6 +61,12 @@ const MAX_BACKOFF = 64;
 
 /** Naps taken since the start (read by tests). */
 export let naps = 0;
+/** Time spent napping since the start, ms (util/load.ts does not count it as busy). */
+let napTotal = 0;
+
+export function napMs(): number {
+  return napTotal;
+}
 
 const cell = new Int32Array(new SharedArrayBuffer(4));
 /** the last turn ended in a nap */
@@ -99,5 +106,7 @@ setPhase(Phase.Nap, () => {
   if (++eligible % REFRESH === 0 && afterNap) return;
   naps++;
   napped = true;
+  const t0 = performance.now();
   Atomics.wait(cell, 0, 0, NAP_MS);
+  napTotal += performance.now() - t0;
 });
