@@ -50,6 +50,10 @@ export class Consumer implements QueueConsumer {
     return !this.channel.conn.canWrite();
   }
 
+  readsThrough(gate: unknown): boolean {
+    return this.channel.conn.gate === gate;
+  }
+
   deliver(queue: Queue, entry: QueueEntry): void {
     const ch = this.channel;
     ch.deliver(this, queue, entry);

@@ -38,6 +38,8 @@ export interface HeldPublisher {
 export interface CongestibleConsumer {
   /** true when the consumer's connection refuses writes (socket backpressure) */
   writeBlocked(): boolean;
+  /** true when its acks come in on this publisher's connection */
+  readsThrough(p: HeldPublisher): boolean;
 }
 
 interface Congestible {
@@ -71,6 +73,8 @@ const PERIOD_GAP_MS = (3 * COARSE_PERIOD_MS) / 2;
 export const PACE_FLOOR_PER_MS = 50;
 /** How often held publishers are checked against the floor, ms. */
 const FLOOR_CHECK_MS = 1;
+/** Most time the floor credits at once, ms (it pays for the gaps between holds, not idle time). */
+export const FLOOR_GAP_MS = 4;
 
 export class Congestion {
   /** coarse time of the queue's last delivery pass that delivered anything */
@@ -85,10 +89,10 @@ export class Congestion {
   private periodAt = -Infinity;
   private inPeriod = 0;
   private lastPeriod = 0;
-  /** publishers waiting for the queue's next delivery or its floor (pace(), saturated broker) */
-  private paced: HeldPublisher[] = [];
+  /** publishers waiting for the queue to earn more (pace(), saturated broker) */
+  private paced = new Set<HeldPublisher>();
   /** performance.now() when the floor last added to the allowance */
-  private floorAt = 0;
+  private floorAt = -Infinity;
   private timer: NodeJS.Timeout | null = null;
   /** a delivery happened since the timer was armed */
   private progressed = false;
@@ -98,7 +102,7 @@ export class Congestion {
   constructor(private readonly queue: Congestible) {}
 
   get holding(): boolean {
-    return this.held.length > 0 || this.paced.length > 0;
+    return this.held.length > 0 || this.paced.size > 0;
   }
 
   /** After a publish into the queue: holds the publisher when the queue is congested. */
@@ -115,19 +119,21 @@ export class Congestion {
    * publishers put in what its consumers took since (banked up to BUSY_ALLOWANCE). Past that:
    *
    * - while the broker's thread is saturated (util/load.ts) and the consumers take
-   *   PACE_MIN_DELIVERIES or more per period, a publisher is not read again until the queue has
-   *   earned more: three publishes for every four deliveries, so a backlog built before pacing
-   *   set in drains, and PACE_FLOOR_PER_MS whatever it delivers, so a hold lasts about a
-   *   millisecond at most. Without it a saturated broker spends itself reading publishes its
-   *   consumers cannot take: ticks lengthen, prefetch-bound consumers get one window per tick,
-   *   and the backlog and its collection cost grow (2→2 on one queue, 1 KiB, prefetch 100: 203k
-   *   msg/s in, 43k out; with the Java client, whose threads share the cores with the broker,
-   *   213k in and 75k out). RabbitMQ's credit flow holds the publishers of a queue process that
-   *   cannot keep up likewise. The floor matters: a hold that waited for a delivery stalled any
-   *   client whose consumers wait on its publishes (a worker that republishes on a second
-   *   connection and acks after the confirms; a blocking client whose write is full) until an
-   *   idle timer, and throttled a queue to the pace of its consumers when the load came from
-   *   elsewhere;
+   *   PACE_MIN_DELIVERIES or more per period, the queue lets in only what it earns: one
+   *   publish for every two deliveries plus PACE_FLOOR_PER_MS whatever it delivers, so a backlog
+   *   built before pacing set in drains while the consumers take 100k msg/s or more. A publisher past that is not read until the queue
+   *   has earned one more publish (the 1 ms floor check, or a delivery); what several released
+   *   publishers put in at once is owed and repaid before anyone goes again. Without it a
+   *   saturated broker spends itself reading publishes its consumers cannot take: ticks
+   *   lengthen, prefetch-bound consumers get one window per tick, and the backlog and its
+   *   collection cost grow (2→2 on one queue, 1 KiB, prefetch 100: 203k msg/s in, 43k out;
+   *   with the Java client, whose threads share the cores with the broker, 213k in and 75k
+   *   out). RabbitMQ's credit flow holds the publishers of a queue process that cannot keep up
+   *   likewise. The floor keeps holds short: one that waited for a delivery stalled any client
+   *   whose consumers wait on its publishes (a worker that acks after its republished messages
+   *   are confirmed; a client blocked writing) and held a queue to the trickle of its consumers
+   *   when the load came from elsewhere. A publisher that consumes from the queue itself is not
+   *   held (that would hold its acks);
    * - otherwise it may still put in BUSY_MIN_INGEST per tick, then yields the rest of the tick.
    *   A broker with time to spare takes bursts into a queue whose consumers are slow, as
    *   RabbitMQ does.
@@ -142,17 +148,32 @@ export class Congestion {
       this.allowance--;
       return;
     }
-    if (loadBusy() && this.deliversFast() && !this.paced.includes(p) && p.holdPaced()) {
-      if (this.paced.length === 0) {
-        this.floorAt = performance.now();
-        pacing.add(this);
-        armFloor();
+    if (loadBusy() && this.deliversFast()) {
+      this.refill(performance.now());
+      // the publish is in: owed, even when several publishers overshoot after a release
+      this.allowance = Math.max(this.allowance - 1, -BUSY_ALLOWANCE);
+      if (this.allowance >= 0 || this.paced.has(p)) return;
+      if (!this.consumesHere(p) && p.holdPaced()) {
+        if (this.paced.size === 0) {
+          pacing.add(this);
+          armFloor();
+        }
+        this.paced.add(p);
+        pacedHolds++;
+        return;
       }
-      this.paced.push(p);
-      pacedHolds++;
-      return;
     }
     if (this.free < 0) p.yieldTick();
+  }
+
+  /**
+   * A publisher that consumes from this queue too: holding it would hold its acks, and so the
+   * deliveries it is waiting for (a worker that republishes what it takes). It only yields.
+   */
+  private consumesHere(p: HeldPublisher): boolean {
+    const cs = this.queue.consumers;
+    for (let i = 0; i < cs.length; i++) if (cs[i]!.readsThrough(p)) return true;
+    return false;
   }
 
   /** The queue delivered PACE_MIN_DELIVERIES or more over the last coarse period or two. */
@@ -174,10 +195,10 @@ export class Congestion {
         this.periodAt = now;
       }
       this.inPeriod += delivered;
-      // paced: three in for every four out (pace())
-      const earned = loadBusy() ? delivered - (delivered >> 2) : delivered;
+      // paced: one in for every two out, besides the floor (pace())
+      const earned = loadBusy() ? delivered >> 1 : delivered;
       this.allowance = Math.min(this.allowance + earned, BUSY_ALLOWANCE);
-      if (this.paced.length > 0 && this.allowance >= 1) this.releasePaced();
+      if (this.paced.size > 0 && this.allowance >= 1) this.releasePaced();
     }
     if (this.held.length === 0) return;
     if (delivered > 0) {
@@ -190,17 +211,18 @@ export class Congestion {
   /** Lets the paced publishers read again (after this tick's deliveries and flushes). */
   releasePaced(): void {
     const paced = this.paced;
-    if (paced.length === 0) return;
-    this.paced = [];
+    if (paced.size === 0) return;
+    this.paced = new Set();
     pacing.delete(this);
     for (const p of paced) p.releaseLater();
   }
 
-  /** The floor: paced publishers go once the time since the last refill has earned one publish. */
+  /** The floor: PACE_FLOOR_PER_MS publishes a ms; paced publishers go once one is earned. */
   refill(now: number): void {
-    this.allowance = Math.min(this.allowance + (now - this.floorAt) * PACE_FLOOR_PER_MS, BUSY_ALLOWANCE);
+    const gap = Math.min(now - this.floorAt, FLOOR_GAP_MS);
+    this.allowance = Math.min(this.allowance + gap * PACE_FLOOR_PER_MS, BUSY_ALLOWANCE);
     this.floorAt = now;
-    if (this.allowance >= 1) this.releasePaced();
+    if (this.paced.size > 0 && this.allowance >= 1) this.releasePaced();
   }
 
   /** Lets every held publisher go (consumers changed, queue deleted, congestion over). */

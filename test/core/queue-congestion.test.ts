@@ -12,7 +12,9 @@ import {
   BUSY_MIN_INGEST,
   BUSY_READY,
   Congestion,
+  FLOOR_GAP_MS,
   type HeldPublisher,
+  PACE_FLOOR_PER_MS,
   PACE_MIN_DELIVERIES,
 } from '../../src/core/queue-congestion.js';
 import { updateCoarseClock } from '../../src/util/coarse-clock.js';
@@ -59,9 +61,10 @@ function publishUntilStopped(c: Congestion, p: Publisher, limit = 100_000): numb
   return n;
 }
 
-function queue(length: number) {
+function queue(length: number, consumerOn: HeldPublisher | null = null) {
   // consumers that read everything: the socket-congestion hold never applies here
-  return { ready: { bytes: 0, length }, consumers: [{ writeBlocked: () => false }] };
+  const consumer = { writeBlocked: () => false, readsThrough: (p: HeldPublisher) => p === consumerOn };
+  return { ready: { bytes: 0, length }, consumers: [consumer] };
 }
 
 /** Keeps this thread running flat out over a few load samples: the broker's loop is saturated. */
@@ -120,23 +123,50 @@ describe('pacing a busy queue', () => {
 });
 
 describe('pacing on a saturated broker', () => {
-  it('holds a publisher past three quarters of the deliveries until the queue delivers again', async () => {
+  it('holds a publisher past half the deliveries and the floor, until the queue earns more', async () => {
     updateCoarseClock();
     const c = new Congestion(queue(BUSY_READY));
     const p = publisher();
     const other = publisher();
     saturate();
     c.afterPass(400);
-    // 300 earned for 400 delivered, then a hold rather than the tick's minimum
-    expect(publishUntilStopped(c, p)).toBe(301);
+    // 200 earned for 400 delivered, the floor's first credit (FLOOR_GAP_MS), then a hold
+    // rather than the tick's minimum
+    const floor = FLOOR_GAP_MS * PACE_FLOOR_PER_MS;
+    const n = publishUntilStopped(c, p);
+    expect(n).toBeGreaterThanOrEqual(200 + floor + 1);
+    expect(n).toBeLessThan(200 + floor + 30);
     expect(p.pacedHolds).toBe(1);
     expect(p.yields).toBe(0);
-    expect(publishUntilStopped(c, other)).toBe(1);
+    // the next publisher gets what the floor earned meanwhile (microseconds' worth), then one
+    // more that it owes, and is held too
+    expect(publishUntilStopped(c, other)).toBeLessThan(100);
+    expect(other.pacedHolds).toBe(1);
     expect(c.holding).toBe(true);
-    // the next delivery lets both read again, once each
-    c.afterPass(1);
+    // a delivery that pays the debt lets both read again, once each
+    c.afterPass(8);
     expect([p.releases, other.releases]).toEqual([1, 1]);
     expect(c.holding).toBe(false);
+    // both put one in at once: owed, so both are held again until it is repaid
+    publishUntilStopped(c, p);
+    publishUntilStopped(c, other);
+    publishUntilStopped(c, p);
+    expect(p.pacedHolds + other.pacedHolds).toBeGreaterThanOrEqual(3);
+  });
+
+  it('does not hold a publisher that consumes from the queue too; it yields after the minimum', async () => {
+    updateCoarseClock();
+    const p = publisher();
+    const c = new Congestion(queue(BUSY_READY, p));
+    saturate();
+    await nextTick();
+    c.afterPass(PACE_MIN_DELIVERIES);
+    const n = publishUntilStopped(c, p);
+    const earned = PACE_MIN_DELIVERIES >> 1;
+    expect(n).toBeGreaterThan(earned);
+    expect(n).toBeLessThan(earned + FLOOR_GAP_MS * PACE_FLOOR_PER_MS + 30);
+    expect(p.pacedHolds).toBe(0);
+    expect(p.yields).toBe(1);
   });
 
   it('does not hold a publisher that will not be held; it yields after the minimum', async () => {
@@ -146,8 +176,8 @@ describe('pacing on a saturated broker', () => {
     saturate();
     await nextTick();
     c.afterPass(PACE_MIN_DELIVERIES);
-    const earned = PACE_MIN_DELIVERIES - (PACE_MIN_DELIVERIES >> 2);
-    expect(publishUntilStopped(c, p)).toBe(Math.max(earned, BUSY_MIN_INGEST) + 1);
+    expect(publishUntilStopped(c, p)).toBeGreaterThan(BUSY_MIN_INGEST);
+    expect(p.pacedHolds).toBe(0);
     expect(p.yields).toBe(1);
   });
 
@@ -159,8 +189,8 @@ describe('pacing on a saturated broker', () => {
     await nextTick();
     const slow = PACE_MIN_DELIVERIES / 4;
     c.afterPass(slow);
-    // what was earned (three for four) or the tick's minimum, then a yield
-    expect(publishUntilStopped(c, p)).toBe(Math.max(slow - (slow >> 2), BUSY_MIN_INGEST) + 1);
+    // what was earned (one for two) or the tick's minimum, then a yield
+    expect(publishUntilStopped(c, p)).toBe(Math.max(slow >> 1, BUSY_MIN_INGEST) + 1);
     expect(p.pacedHolds).toBe(0);
     expect(p.yields).toBe(1);
   });
