@@ -1,7 +1,7 @@
 /**
  * When a connection's socket is read. Reading stops for the rest of the tick once the
  * connection used its publish credit (publish-flow.ts) or a busy queue paces it (on a saturated
- * broker, about a millisecond at most), until release while congested queues hold it
+ * broker, until the queue earns one more publish), until release while congested queues hold it
  * (core/queue-congestion.ts), and until the alarms clear while the broker is blocked
  * (FlowControl). Resuming restores the credit and parses what was held.
  */

@@ -7,10 +7,11 @@
  * consumers drain at a fixed speed (large bodies: every queued MiB is memory to allocate,
  * collect and fault in).
  *
- * Slow acks hold publishers only while the broker's thread is saturated (pace() below): a
- * consumer at its prefetch limit is not held up by its socket. A queue whose consumers take nothing for the publisher's hold limit (500 ms by
- * default) lets its publishers go and holds none until one does, so a dead peer cannot stall
- * publishers until its heartbeat fails.
+ * Slow acks do not make that hold (a consumer at its prefetch limit is not held up by its
+ * socket); they only pace publishers while the broker's thread is saturated (pace() below). A
+ * queue whose consumers take nothing for the publisher's hold limit (500 ms by default) lets
+ * its publishers go and holds none until one does, so a dead peer cannot stall publishers until
+ * its heartbeat fails.
  */
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { loadBusy } from '../util/load.js';
@@ -66,8 +67,8 @@ export const PACE_MIN_DELIVERIES = 200;
 /** Coarse clock readings this far apart or closer are consecutive periods (timer jitter). */
 const PERIOD_GAP_MS = (3 * COARSE_PERIOD_MS) / 2;
 /**
- * Publishes per ms a paced queue earns whatever it delivers (50k msg/s): a held publisher waits
- * about a millisecond at most, so no client whose consumers wait on its publishes (confirms
+ * Publishes per ms a paced queue earns whatever it delivers (50k msg/s): a held publisher reads
+ * again at the next floor check, so no client whose consumers wait on its publishes (confirms
  * before acks, a blocking write) can stall on a hold, and no queue is paced below this.
  */
 export const PACE_FLOOR_PER_MS = 50;
@@ -120,10 +121,11 @@ export class Congestion {
    *
    * - while the broker's thread is saturated (util/load.ts) and the consumers take
    *   PACE_MIN_DELIVERIES or more per period, the queue lets in only what it earns: one
-   *   publish for every two deliveries plus PACE_FLOOR_PER_MS whatever it delivers, so a backlog
-   *   built before pacing set in drains while the consumers take 100k msg/s or more. A publisher past that is not read until the queue
-   *   has earned one more publish (the 1 ms floor check, or a delivery); what several released
-   *   publishers put in at once is owed and repaid before anyone goes again. Without it a
+   *   publish for every two deliveries plus PACE_FLOOR_PER_MS whatever it delivers, so a
+   *   backlog built before pacing set in drains while the consumers take 100k msg/s or more. A
+   *   publisher past that is not read until the queue has earned one more publish (the 1 ms
+   *   floor check, or a delivery); what several released publishers put in at once is owed and
+   *   repaid before anyone goes again. Without it a
    *   saturated broker spends itself reading publishes its consumers cannot take: ticks
    *   lengthen, prefetch-bound consumers get one window per tick, and the backlog and its
    *   collection cost grow (2→2 on one queue, 1 KiB, prefetch 100: 203k msg/s in, 43k out;
