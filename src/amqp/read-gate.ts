@@ -87,14 +87,6 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     if (--this.holds === 0) this.resumeReading();
   }
 
-  /** A saturated broker's busy queue stops reading this publisher until it earns more. */
-  holdPaced(): boolean {
-    if (!this.conn.canWrite()) return false;
-    this.holds++;
-    if (!this.paused) this.pauseReading();
-    return true;
-  }
-
   releaseLater(): void {
     if (--this.holds === 0) scheduleResume(this);
   }

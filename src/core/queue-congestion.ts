@@ -20,8 +20,9 @@ import { tickCount } from '../util/tick.js';
 /** A connection the queue can stop reading (amqp/connection). */
 export interface HeldPublisher {
   /**
-   * Stops reading until a matching release(); false when it will not be held (its own output
-   * is backed up: a single-threaded client blocked writing to us may be the one not reading).
+   * Stops reading until a matching release() or releaseLater(); false when it will not be held
+   * (its own output is backed up: a single-threaded client blocked writing to us may be the one
+   * not reading).
    */
   hold(): boolean;
   release(): void;
@@ -29,9 +30,7 @@ export interface HeldPublisher {
   readonly holdLimitMs: number;
   /** Stops reading for the rest of this tick (resumed after the tick's deliveries and flushes). */
   yieldTick(): void;
-  /** Stops reading until a matching releaseLater(); false when its output is backed up. */
-  holdPaced(): boolean;
-  /** Ends a holdPaced(): reading resumes after this tick's deliveries and flushes. */
+  /** Ends a hold(); reading resumes after this tick's deliveries and flushes (pacing). */
   releaseLater(): void;
 }
 
@@ -155,7 +154,7 @@ export class Congestion {
       // the publish is in: owed, even when several publishers overshoot after a release
       this.allowance = Math.max(this.allowance - 1, -BUSY_ALLOWANCE);
       if (this.allowance >= 0 || this.paced.has(p)) return;
-      if (!this.consumesHere(p) && p.holdPaced()) {
+      if (!this.consumesHere(p) && p.hold()) {
         if (this.paced.size === 0) {
           pacing.add(this);
           armFloor();

@@ -31,13 +31,12 @@ function publisher(holdable = true) {
     yields: 0,
     pacedHolds: 0,
     releases: 0,
-    hold: () => true,
     release: () => {},
     holdLimitMs: 500,
     yieldTick(): void {
       p.yields++;
     },
-    holdPaced(): boolean {
+    hold(): boolean {
       if (holdable) p.pacedHolds++;
       return holdable;
     },
