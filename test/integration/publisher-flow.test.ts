@@ -8,6 +8,7 @@
 import type { AMQPClient, AMQPMessage } from '@cloudamqp/amqp-client';
 import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
+import type { Broker } from '../../src/broker.js';
 import * as congestion from '../../src/core/queue-congestion.js';
 import { CONGESTED_BYTES } from '../../src/core/queue-congestion.js';
 import { loadBusy } from '../../src/util/load.js';
@@ -191,6 +192,18 @@ function saturateLoop(): () => void {
   };
 }
 
+/** Runs `fn` against a fresh broker while this process's loop is kept saturated. */
+async function withSaturatedBroker(fn: (broker: Broker) => Promise<void>): Promise<void> {
+  await withBroker(async (broker) => {
+    const stop = saturateLoop();
+    try {
+      await fn(broker);
+    } finally {
+      stop();
+    }
+  });
+}
+
 describe('publisher flow on a saturated broker', () => {
   const COUNT = 30_000;
   const payload = (i: number) => {
@@ -200,120 +213,105 @@ describe('publisher flow on a saturated broker', () => {
   };
 
   it('paces a work queue’s publisher to its consumer; every message arrives, in order', async () => {
-    await withBroker(async (broker) => {
-      const stop = saturateLoop();
-      try {
-        const { client: consumer, errors } = await connectClient(broker.url);
-        const cch = await consumer.channel();
-        await declare(cch, 'work');
-        await cch.basicQos(100);
-        const seen: number[] = [];
-        await cch.basicConsume('work', { noAck: false }, (m: AMQPMessage) => {
-          seen.push(Buffer.from(m.body!.buffer, m.body!.byteOffset, 4).readUInt32BE(0));
-          void m.ack();
-        });
-        await until(async () => loadBusy(), 'the broker to count as saturated');
-        const before = congestion.pacedHolds;
-        const pub = await connectAmqplib(broker.url);
-        const ch = await pub.model.createChannel();
-        for (let i = 0; i < COUNT; i++) ch.sendToQueue('work', payload(i));
-        await waitFor(() => seen.length === COUNT, `all ${COUNT} messages`, 60_000);
-        expect(seen).toEqual(Array.from({ length: COUNT }, (_, i) => i));
-        // the publisher was held for the consumer at least once on the way
-        expect(congestion.pacedHolds).toBeGreaterThan(before);
-        await pub.model.close();
-        await consumer.close();
-        expect(pub.errors).toEqual([]);
-        expect(errors).toEqual([]);
-      } finally {
-        stop();
-      }
+    await withSaturatedBroker(async (broker) => {
+      const { client: consumer, errors } = await connectClient(broker.url);
+      const cch = await consumer.channel();
+      await declare(cch, 'work');
+      await cch.basicQos(100);
+      const seen: number[] = [];
+      await cch.basicConsume('work', { noAck: false }, (m: AMQPMessage) => {
+        seen.push(Buffer.from(m.body!.buffer, m.body!.byteOffset, 4).readUInt32BE(0));
+        void m.ack();
+      });
+      await until(async () => loadBusy(), 'the broker to count as saturated');
+      const before = congestion.pacedHolds;
+      const pub = await connectAmqplib(broker.url);
+      const ch = await pub.model.createChannel();
+      for (let i = 0; i < COUNT; i++) ch.sendToQueue('work', payload(i));
+      await waitFor(() => seen.length === COUNT, `all ${COUNT} messages`, 60_000);
+      expect(seen).toEqual(Array.from({ length: COUNT }, (_, i) => i));
+      // the publisher was held for the consumer at least once on the way
+      expect(congestion.pacedHolds).toBeGreaterThan(before);
+      await pub.model.close();
+      await consumer.close();
+      expect(pub.errors).toEqual([]);
+      expect(errors).toEqual([]);
     });
   });
 
   it('never holds a publisher that consumes from the queue itself', async () => {
-    await withBroker(async (broker) => {
-      const stop = saturateLoop();
-      try {
-        // one connection publishes and acks: holding its reading would hold its acks too
-        const { model, errors } = await connectAmqplib(broker.url);
-        const cch = await model.createChannel();
-        await cch.assertQueue('self-work', { durable: false });
-        await cch.prefetch(100);
-        let got = 0;
-        let next = 0;
-        let outOfOrder = 0;
-        await cch.consume('self-work', (m) => {
-          if (m === null) return;
-          if (m.content.readUInt32BE(0) !== next++) outOfOrder++;
-          got++;
-          cch.ack(m);
-        });
-        await until(async () => loadBusy(), 'the broker to count as saturated');
-        const before = congestion.pacedHolds;
-        const pch = await model.createChannel();
-        for (let i = 0; i < COUNT; i++) pch.sendToQueue('self-work', payload(i));
-        await waitFor(() => got === COUNT, `all ${COUNT} messages`, 60_000);
-        expect(outOfOrder).toBe(0);
-        expect(congestion.pacedHolds).toBe(before);
-        await model.close();
-        expect(errors).toEqual([]);
-      } finally {
-        stop();
-      }
+    await withSaturatedBroker(async (broker) => {
+      // one connection publishes and acks: holding its reading would hold its acks too
+      const { model, errors } = await connectAmqplib(broker.url);
+      const cch = await model.createChannel();
+      await cch.assertQueue('self-work', { durable: false });
+      await cch.prefetch(100);
+      let got = 0;
+      let next = 0;
+      let outOfOrder = 0;
+      await cch.consume('self-work', (m) => {
+        if (m === null) return;
+        if (m.content.readUInt32BE(0) !== next++) outOfOrder++;
+        got++;
+        cch.ack(m);
+      });
+      await until(async () => loadBusy(), 'the broker to count as saturated');
+      const before = congestion.pacedHolds;
+      const pch = await model.createChannel();
+      for (let i = 0; i < COUNT; i++) pch.sendToQueue('self-work', payload(i));
+      await waitFor(() => got === COUNT, `all ${COUNT} messages`, 60_000);
+      expect(outOfOrder).toBe(0);
+      expect(congestion.pacedHolds).toBe(before);
+      await model.close();
+      expect(errors).toEqual([]);
     });
   });
 
   it('never stalls a worker that republishes on a second connection and acks after the confirms', async () => {
-    await withBroker(async (broker) => {
-      const stop = saturateLoop();
-      try {
-        // the queue's consumer waits on the publisher's confirms: a hold that lasted until the
-        // queue delivered again would last until something else let go (it took 600 ms a batch)
-        const BACKLOG = 12_000;
-        const ROUNDS = 20_000;
-        const { model: setup } = await connectAmqplib(broker.url);
-        const sch = await setup.createConfirmChannel();
-        await sch.assertQueue('pipeline', { durable: false });
-        for (let i = 0; i < BACKLOG; i++) sch.sendToQueue('pipeline', payload(i));
-        await sch.waitForConfirms();
-        await until(async () => loadBusy(), 'the broker to count as saturated');
-        const wc = await connectAmqplib(broker.url);
-        const wp = await connectAmqplib(broker.url);
-        const cch = await wc.model.createChannel();
-        await cch.prefetch(100);
-        const pch = await wp.model.createConfirmChannel();
-        let processed = 0;
-        let batch: amqplib.ConsumeMessage[] = [];
-        let waiting = false;
-        await cch.consume('pipeline', (m) => {
-          if (m === null || processed >= ROUNDS) return;
-          batch.push(m);
-          pch.sendToQueue('pipeline', m.content);
-          if (batch.length < 100 || waiting) return;
-          waiting = true;
-          const b = batch;
-          batch = [];
-          void pch.waitForConfirms().then(() => {
-            cch.ack(b[b.length - 1]!, true);
-            processed += b.length;
-            waiting = false;
-          });
+    await withSaturatedBroker(async (broker) => {
+      // the queue's consumer waits on the publisher's confirms: a hold that lasted until the
+      // queue delivered again would last until something else let go (it took 600 ms a batch)
+      const BACKLOG = 12_000;
+      const ROUNDS = 20_000;
+      const { model: setup } = await connectAmqplib(broker.url);
+      const sch = await setup.createConfirmChannel();
+      await sch.assertQueue('pipeline', { durable: false });
+      for (let i = 0; i < BACKLOG; i++) sch.sendToQueue('pipeline', payload(i));
+      await sch.waitForConfirms();
+      await until(async () => loadBusy(), 'the broker to count as saturated');
+      const wc = await connectAmqplib(broker.url);
+      const wp = await connectAmqplib(broker.url);
+      const cch = await wc.model.createChannel();
+      await cch.prefetch(100);
+      const pch = await wp.model.createConfirmChannel();
+      let processed = 0;
+      let batch: amqplib.ConsumeMessage[] = [];
+      let waiting = false;
+      await cch.consume('pipeline', (m) => {
+        if (m === null || processed >= ROUNDS) return;
+        batch.push(m);
+        pch.sendToQueue('pipeline', m.content);
+        if (batch.length < 100 || waiting) return;
+        waiting = true;
+        const b = batch;
+        batch = [];
+        void pch.waitForConfirms().then(() => {
+          cch.ack(b[b.length - 1]!, true);
+          processed += b.length;
+          waiting = false;
         });
-        // a guard against a stall, with room for a loaded machine; the stall took over 100 s
-        await waitFor(() => processed >= ROUNDS, `${ROUNDS} messages through the worker`, 30_000);
-        await wc.model.close();
-        await pch.waitForConfirms();
-        // nothing lost: the backlog, plus the copies of the last batch, whose originals were
-        // never acked and so went back to the queue when the consumer closed
-        const ok = await sch.checkQueue('pipeline');
-        expect(ok.messageCount).toBe(BACKLOG + batch.length);
-        await wp.model.close();
-        await setup.close();
-        expect([wc.errors, wp.errors]).toEqual([[], []]);
-      } finally {
-        stop();
-      }
+      });
+      // a guard against a stall, with room for a loaded machine; the stall took over 100 s
+      await waitFor(() => processed >= ROUNDS, `${ROUNDS} messages through the worker`, 30_000);
+      await wc.model.close();
+      await pch.waitForConfirms();
+      // nothing lost: the backlog, plus the copies of the last batch, whose originals were
+      // never acked and so went back to the queue when the consumer closed
+      const ok = await sch.checkQueue('pipeline');
+      expect(ok.messageCount).toBe(BACKLOG + batch.length);
+      await wp.model.close();
+      await setup.close();
+      expect([wc.errors, wp.errors]).toEqual([[], []]);
     });
   });
 });
