@@ -2,6 +2,8 @@
  * Per-channel state and dispatch: an integer switch on the method id to each class's handlers,
  * content reassembly, deliveries and acks, confirms, transactions, the closing handshake.
  */
+
+import { wakeInParkOrder } from '../core/consumer-ring.js';
 import { type Message, withDeliveryCount } from '../core/message.js';
 import type { Queue, QueueEntry } from '../core/queue.js';
 import type { ConfirmTarget, VHost } from '../core/vhost.js';
@@ -26,7 +28,7 @@ import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import { writeAcks, writeNacks } from './confirms.js';
 import type { Connection } from './connection.js';
-import type { Consumer } from './consumer.js';
+import { type Consumer, wakeConsumer } from './consumer.js';
 import { writeContent } from './content-writer.js';
 import { decodeArgs } from './decode-args.js';
 import * as basic from './handlers/basic.js';
@@ -369,7 +371,12 @@ export class Channel implements ConfirmTarget {
       else u.queue.reject(u.entry);
       if (c?.active && this.globalPrefetch === 0) c.queue.wake(c);
     }
-    if (this.globalPrefetch !== 0) for (const c of this.consumers.values()) c.queue.wake(c);
+    if (this.globalPrefetch !== 0) this.wakeConsumers();
+  }
+
+  /** Its consumers may take again (the shared prefetch freed or raised): in the order they were passed over. */
+  wakeConsumers(): void {
+    wakeInParkOrder(() => this.consumers.values(), wakeConsumer);
   }
 
   /** An ack inside a transaction: the tags leave the table now (a second ack is an error). */

@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { wakeInParkOrder } from '../core/consumer-ring.js';
 import type { User } from '../core/users.js';
 import type { VHost } from '../core/vhost.js';
 import {
@@ -32,6 +33,7 @@ import { inflow } from '../util/coalesce.js';
 import { readShared } from '../util/shared-read.js';
 import { BodyRecycler } from './body-recycler.js';
 import { Channel } from './channel.js';
+import { type Consumer, wakeConsumer } from './consumer.js';
 import { decodeArgs } from './decode-args.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
@@ -396,7 +398,11 @@ export class Connection implements FrameSink, HeartbeatOwner {
 
   private wakeConsumers(): void {
     this.stalled = false;
-    for (const ch of this.channels.values()) for (const c of ch.consumers.values()) c.queue.wake(c);
+    wakeInParkOrder(() => this.allConsumers(), wakeConsumer);
+  }
+
+  private *allConsumers(): Iterable<Consumer> {
+    for (const ch of this.channels.values()) yield* ch.consumers.values();
   }
 
   // ---------------------------------------------------------------- lifecycle

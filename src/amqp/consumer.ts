@@ -19,6 +19,7 @@ export class Consumer implements QueueConsumer {
   unacked = 0;
   active = true;
   parked = false;
+  parkedAt = 0;
 
   constructor(
     tag: string,
@@ -72,4 +73,9 @@ export class Consumer implements QueueConsumer {
   cancelledByQueue(): void {
     this.channel.consumerCancelledByQueue(this);
   }
+}
+
+/** `c` may take again: its queue lets it rejoin the rotation (core/consumer-ring.ts wakeInParkOrder). */
+export function wakeConsumer(c: Consumer): void {
+  c.queue.wake(c);
 }

@@ -17,6 +17,35 @@ export interface RingMember {
   canTake(): boolean;
   /** the ring found it unable to take, and it has not taken since (the ring's own mark) */
   parked: boolean;
+  /** when it was parked, on `parkClock` (orders the wake-up of several: wakeInParkOrder) */
+  parkedAt: number;
+}
+
+/** Counts parkings across all rings. */
+let parkClock = 0;
+
+/**
+ * Wakes consumers that may take again (a channel's shared prefetch freed, its socket drained) in
+ * the order the rings found them unable, so they rejoin their rotations in that order: the one
+ * passed over first is served first, as in RabbitMQ, where a channel's blocked consumers return
+ * to the queue in the order they were blocked. Allocates only when two or more were parked.
+ */
+export function wakeInParkOrder<C extends RingMember>(
+  members: () => Iterable<C>,
+  wake: (c: C) => void,
+): void {
+  let parked = 0;
+  for (const c of members()) if (c.parked) parked++;
+  if (parked < 2) {
+    for (const c of members()) wake(c);
+    return;
+  }
+  const list = [...members()].sort((x, y) => rank(x) - rank(y));
+  for (const c of list) wake(c);
+}
+
+function rank(c: RingMember): number {
+  return c.parked ? c.parkedAt : Number.MAX_SAFE_INTEGER;
 }
 
 export class ConsumerRing<C extends RingMember> {
@@ -36,6 +65,7 @@ export class ConsumerRing<C extends RingMember> {
   add(c: C): void {
     const cs = this.list;
     c.parked = false;
+    c.parkedAt = 0;
     if (!this.singleActive && !this.mixedPriorities && cs.length > 0 && cs[0]!.priority === c.priority) {
       this.toBack(c); // newcomers join at the back of the rotation
       return;
@@ -112,7 +142,10 @@ export class ConsumerRing<C extends RingMember> {
           this.rr = (i + 1) % n;
           return c;
         }
-        c.parked = true;
+        if (!c.parked) {
+          c.parked = true;
+          c.parkedAt = ++parkClock;
+        }
       }
       return null;
     }

@@ -42,6 +42,8 @@ export interface QueueConsumer extends CongestibleConsumer {
   canTake(): boolean;
   /** the queue's rotation found it unable to take (core/consumer-ring.ts) */
   parked: boolean;
+  /** when the rotation found it unable (core/consumer-ring.ts parkClock) */
+  parkedAt: number;
   /** hands over one entry; the consumer owns its acknowledgement from here */
   deliver(queue: Queue, entry: QueueEntry): void;
   /** the queue is gone: tell the client (basic.cancel) if it supports that */

@@ -553,6 +553,35 @@ describe('basic.qos', () => {
     });
   });
 
+  it('a channel at its global limit serves its waiting consumers in the order it passed them over, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const { client, errors } = await connectClient(broker.url);
+      await declare(await client.channel(), 'work');
+      const ch = await client.channel();
+      await ch.basicQos(2, 0, true);
+      const got: [string, AMQPMessage][] = [];
+      for (const tag of ['a', 'b', 'c'])
+        await ch.basicConsume('work', { tag, noAck: false }, (m) => {
+          got.push([tag, m]);
+        });
+      const seen = () => got.map(([tag, m]) => `${tag}:${m.bodyToString()}`);
+      await publish(client, 'work', bodies(8));
+      await waitFor(() => got.length === 2, 'two deliveries');
+      expect(seen()).toEqual(['a:m0', 'b:m1']);
+      // m2 found c, then a, then b unable to take: c is served first once an ack frees room,
+      // though the ack was a's (RabbitMQ 3.10.8 gives the same order)
+      await got[0]![1].ack();
+      await waitFor(() => got.length === 3, 'a third delivery');
+      await got[1]![1].ack();
+      await waitFor(() => got.length === 4, 'a fourth delivery');
+      await got[2]![1].ack();
+      await waitFor(() => got.length === 5, 'a fifth delivery');
+      expect(seen()).toEqual(['a:m0', 'b:m1', 'c:m2', 'a:m3', 'b:m4']);
+      await client.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('a per-consumer prefetch applies to consumers started after it, not to existing ones', async () => {
     await withBroker(async (broker) => {
       const { client, errors } = await connectClient(broker.url);

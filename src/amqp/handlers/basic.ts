@@ -303,13 +303,13 @@ export function basicQos(ch: Channel, a: A.BasicQos): void {
   if (a.prefetchSize !== 0) throw notImplemented(`prefetch_size!=0 (${a.prefetchSize})`);
   if (a.global) {
     ch.globalPrefetch = a.prefetchCount;
-    for (const c of ch.consumers.values()) c.queue.wake(c);
+    ch.wakeConsumers();
   } else {
     ch.consumerPrefetch = a.prefetchCount;
     // as RabbitMQ: setting the per-consumer prefetch lifts a global one set before
     if (ch.globalPrefetch !== 0) {
       ch.globalPrefetch = 0;
-      for (const c of ch.consumers.values()) c.queue.wake(c);
+      ch.wakeConsumers();
     }
   }
   encodeBasicQosOk(ch.conn.out, ch.number, {});
