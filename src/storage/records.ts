@@ -46,14 +46,20 @@ export function u32Key(n: number): Buffer {
 }
 
 export function wireLength(m: StoredMessage): number {
-  return (
-    2 +
-    Buffer.byteLength(m.exchange) +
-    Buffer.byteLength(m.routingKey) +
-    4 +
-    m.properties.length +
-    m.body.length
-  );
+  return 2 + utf8Length(m.exchange) + utf8Length(m.routingKey) + 4 + m.properties.length + m.body.length;
+}
+
+/** Short ASCII strings (most exchange names and routing keys) are measured and written here in JS. */
+const SHORT_ASCII = 64;
+
+function utf8Length(s: string): number {
+  const n = s.length;
+  if (n <= SHORT_ASCII) {
+    let i = 0;
+    while (i < n && s.charCodeAt(i) < 0x80) i++;
+    if (i === n) return n;
+  }
+  return Buffer.byteLength(s, 'utf8');
 }
 
 function writeWire(b: Buffer, o: number, m: StoredMessage): number {
@@ -68,6 +74,19 @@ function writeWire(b: Buffer, o: number, m: StoredMessage): number {
 }
 
 function writeShort(b: Buffer, o: number, s: string): number {
+  const len = s.length;
+  if (len <= SHORT_ASCII) {
+    let i = 0;
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      b[o + 1 + i] = c;
+    }
+    if (i === len) {
+      b[o] = len;
+      return o + 1 + len;
+    }
+  }
   const n = b.write(s, o + 1, 'utf8');
   b[o] = n;
   return o + 1 + n;

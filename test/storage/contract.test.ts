@@ -393,6 +393,22 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
         { seq: 2 ** 32, m: message('past 32 bits'), expiresAt: 0 },
         { seq: 2 ** 40 + 5, m: message('far'), expiresAt: 0 },
         { seq: 4, m: new Message('e', 'k', Buffer.from([0, 0]), Buffer.from('no properties')), expiresAt: 0 },
+        // names written by the short ASCII path, past it, and not ASCII at all
+        {
+          seq: 5,
+          m: message('names', { exchange: 'x'.repeat(64), routingKey: 'k'.repeat(65) }),
+          expiresAt: 0,
+        },
+        {
+          seq: 6,
+          m: message('utf-8', { exchange: 'échange', routingKey: 'ключ.\u007f.\u0080' }),
+          expiresAt: 0,
+        },
+        {
+          seq: 7,
+          m: message('long utf-8', { exchange: 'é'.repeat(64), routingKey: 'z'.repeat(255) }),
+          expiresAt: 0,
+        },
       ];
       for (const s of sent) store.enqueue(Q1, new QueueEntry(s.m, s.seq, s.expiresAt), s.m);
       const other = message('other queue');
@@ -412,7 +428,7 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       // paged reads: from a seq, at most a limit
       expect(store.messages(Q1, 3, 2).map((r) => r.seq)).toEqual([3, 4]);
       expect(store.extent(Q1, 0)).toEqual({ count: sent.length, lastSeq: 2 ** 40 + 5 });
-      expect(store.extent(Q1, 5)).toEqual({ count: 3, lastSeq: 2 ** 40 + 5 });
+      expect(store.extent(Q1, 5)).toEqual({ count: 6, lastSeq: 2 ** 40 + 5 });
       expect(store.extent(Q3, 0)).toEqual({ count: 0, lastSeq: 0 });
 
       const [q1] = await reopen([Q1, Q2]);
