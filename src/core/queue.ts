@@ -171,9 +171,10 @@ export class Queue implements Destination, Pager {
     const ttl = perMessage >= 0 && (this.ttl < 0 || perMessage < this.ttl) ? perMessage : this.ttl;
     if (ttl >= 0) {
       // TTL 0: the message lives only if a consumer can take it right now; behind others it
-      // waits, expired, until it reaches the head (RabbitMQ counts it until then)
+      // waits, expired, until it reaches the head (RabbitMQ counts it until then). Taken, it
+      // carries its expiry along: requeued, it has expired (dead-lettered, not redelivered).
       if (ttl === 0 && this.ready.length === 0) {
-        if (!this.takeNow(new QueueEntry(msg, this.nextSeq++, 0))) this.dead(msg, 'expired');
+        if (!this.takeNow(new QueueEntry(msg, this.nextSeq++, Date.now()))) this.dead(msg, 'expired');
         return true;
       }
       expiresAt = Date.now() + ttl;
@@ -403,7 +404,9 @@ export class Queue implements Destination, Pager {
   /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */
   reject(entry: QueueEntry): void {
     this.unacked--;
-    this.dead(entry.msg, 'rejected', entry);
+    // a deleted queue dead-letters nothing more (RabbitMQ: its queue process is gone)
+    if (this.deleted) this.forget(entry);
+    else this.dead(entry.msg, 'rejected', entry);
   }
 
   /** basic.get: the next ready entry, counted as delivered. */

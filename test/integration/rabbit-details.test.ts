@@ -108,6 +108,37 @@ describe('expiry', () => {
     });
   });
 
+  it('a TTL-0 message a consumer took and requeued has expired: dead-lettered, not redelivered', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dl', { durable: false });
+      const dlx = { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' };
+      await ch.assertQueue('ttl0', { durable: false, arguments: { ...dlx, 'x-message-ttl': 0 } });
+      await ch.assertQueue('plain', { durable: false, arguments: dlx });
+      const cons = await model.createChannel();
+      await cons.prefetch(1);
+      const got: string[] = [];
+      for (const q of ['ttl0', 'plain'])
+        await cons.consume(q, (m) => {
+          got.push(`${m!.content}${m!.fields.redelivered ? ' again' : ''}`);
+          if (!m!.fields.redelivered) cons.nack(m!, false, true);
+        });
+      ch.sendToQueue('ttl0', Buffer.from('queue ttl'));
+      ch.sendToQueue('plain', Buffer.from('expiration'), { expiration: '0' });
+      await waitFor(() => got.length >= 2, 'both delivered once');
+      const dead: string[] = [];
+      for (let i = 0; i < 300 && dead.length < 2; i++) {
+        dead.push(...(await drain(ch, 'dl')));
+        if (dead.length < 2) await sleep(10);
+      }
+      expect(dead.sort()).toEqual(['expiration', 'queue ttl']);
+      expect(got.sort()).toEqual(['expiration', 'queue ttl']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('expiration takes a sign, as Erlang integers do, and is capped at ten years', async () => {
     await withBroker(async (broker) => {
       const { model } = await connectAmqplib(broker.url);
@@ -328,6 +359,30 @@ describe('dead letters', () => {
     }
     throw new Error(`nothing in ${q}`);
   }
+
+  it('a message rejected after its queue was deleted is not dead-lettered', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dl', { durable: false });
+      await ch.assertQueue('gone', {
+        durable: false,
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' },
+      });
+      ch.sendToQueue('gone', Buffer.from('held'));
+      ch.sendToQueue('gone', Buffer.from('kept'));
+      const held = await waitForGet(ch, 'gone');
+      // a second one, rejected while its queue still stands, shows the dead-lettering works
+      const kept = await waitForGet(ch, 'gone');
+      ch.reject(kept, false);
+      expect((await ch.deleteQueue('gone')).messageCount).toBe(0);
+      ch.reject(held, false);
+      await sleep(100);
+      expect(await drain(ch, 'dl')).toEqual(['kept']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
 
   it('a CC or BCC header that is not an array is refused with 406 invalid message', async () => {
     await withBroker(async (broker) => {
