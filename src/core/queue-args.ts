@@ -130,9 +130,12 @@ export function argsEquivalence(current: FieldTable, received: FieldTable): stri
     const got = received[k];
     // an absent x-queue-type is a classic queue
     if (k === 'x-queue-type' && queueType(current) === queueType(received)) continue;
-    if (sameValue(cur, got)) continue;
+    const curWire = wireTypeOf(current, k);
+    const gotWire = wireTypeOf(received, k);
+    // as RabbitMQ: integers of any width are alike, but an integer is no float of the same value
+    if (sameValue(cur, got) && numberKind(cur, curWire) === numberKind(got, gotWire)) continue;
     if (cur !== undefined && got !== undefined) {
-      return `'${k}' for %Q: received '${display(got)}' but current is '${display(cur)}'`;
+      return `'${k}' for %Q: received '${display(got, gotWire)}' but current is '${display(cur, curWire)}'`;
     }
     return `'${k}' for %Q: received ${describe(got, wireTypeOf(received, k))} but current is ${describe(cur, wireTypeOf(current, k))}`;
   }
@@ -145,7 +148,18 @@ export function describe(v: FieldValue, wire?: FieldType): string {
   return `the value '${display(v)}' of type '${wire ? FIELD_TYPE_NAMES[wire] : fieldTypeName(v)}'`;
 }
 
-function display(v: FieldValue): string {
+/** 'int' or 'float' for a number (by its wire type when it came off the wire), else null. */
+function numberKind(v: FieldValue, wire?: FieldType): 'int' | 'float' | null {
+  if (typeof v === 'bigint') return 'int';
+  if (typeof v !== 'number') return null;
+  if (wire !== undefined) return wire === 'f' || wire === 'd' ? 'float' : 'int';
+  return Number.isInteger(v) ? 'int' : 'float';
+}
+
+function display(v: FieldValue, wire?: FieldType): string {
+  // Erlang prints a float with its point: 100.0
+  if (typeof v === 'number' && (wire === 'f' || wire === 'd') && Number.isInteger(v) && Math.abs(v) < 1e16)
+    return `${v}.0`;
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   if (v instanceof Date) return String(Math.floor(v.getTime() / 1000));
   if (typeof v === 'object' && v !== null)
@@ -313,6 +327,7 @@ const RULES: [string, Rule][] = [
   ['x-max-age', (v, w) => maxAge(v, w)],
   ['x-stream-max-segment-size-bytes', (v, w, a) => segmentSize(v, w, a)],
   ['x-initial-cluster-size', integer('positive')],
+  ['x-quorum-initial-group-size', integer('positive')],
   ['x-dead-letter-strategy', stringOf(['at-most-once', 'at-least-once'], () => 'invalid_dlx_strategy')],
   [
     'x-queue-leader-locator',

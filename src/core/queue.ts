@@ -130,10 +130,12 @@ export class Queue implements Destination, Pager {
     this.maxLength = num('x-max-length');
     this.maxBytes = num('x-max-length-bytes');
     const o = str('x-overflow');
-    this.overflow = o === 'reject-publish' || o === 'reject-publish-dlx' ? o : 'drop-head';
+    // RabbitMQ 3.10's quorum queues have no reject-publish-dlx: they drop the head instead
+    const quorum = args['x-queue-type'] === 'quorum';
+    this.overflow = o === 'reject-publish' || (o === 'reject-publish-dlx' && !quorum) ? o : 'drop-head';
     this.deadLetterExchange = str('x-dead-letter-exchange');
     this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
-    this.countsDeliveries = args['x-queue-type'] === 'quorum';
+    this.countsDeliveries = quorum;
     this.deliveryLimit = this.countsDeliveries ? num('x-delivery-limit') : -1;
     this.ring = new ConsumerRing(args['x-single-active-consumer'] === true);
     const maxPriority = num('x-max-priority');

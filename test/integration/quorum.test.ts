@@ -269,6 +269,49 @@ describe('quorum queues', () => {
     });
   });
 
+  it('reject-publish-dlx drops the head instead; basic.get with a single active consumer is 405; group sizes are checked', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.confirmSelect();
+      await ch.queueDeclare(
+        'qq',
+        { durable: true },
+        { ...QUORUM, 'x-max-length': 1, 'x-overflow': 'reject-publish-dlx' },
+      );
+      const answers: string[] = [];
+      for (const b of ['a', 'b', 'c'])
+        answers.push(
+          await ch.basicPublish('', 'qq', b).then(
+            () => 'ack',
+            () => 'nack',
+          ),
+        );
+      // RabbitMQ 3.10.8: every publish confirmed, the newest kept
+      expect(answers).toEqual(['ack', 'ack', 'ack']);
+      const m = await ch.basicGet('qq', { noAck: true });
+      expect(m?.bodyToString()).toBe('c');
+      expect(await ch.basicGet('qq', { noAck: true })).toBeNull();
+
+      await ch.queueDeclare('sac', { durable: true }, { ...QUORUM, 'x-single-active-consumer': true });
+      expect(await amqpClientRefusal(client, (c) => c.basicGet('sac'))).toContain(
+        "RESOURCE_LOCKED - cannot obtain access to locked queue 'sac' in vhost '/'. basic.get operations are not supported by quorum queues with single active consumer",
+      );
+      for (const [v, text] of [
+        [0, '{value_zero,0}'],
+        [-1, '{value_negative,-1}'],
+        ['x', '"expected integer, got longstr"'],
+      ] as const)
+        expect(
+          await amqpClientRefusal(client, (c) =>
+            c.queueDeclare('g', { durable: true }, { ...QUORUM, 'x-quorum-initial-group-size': v }),
+          ),
+        ).toContain(`invalid arg 'x-quorum-initial-group-size' for queue 'g' in vhost '/': ${text}`);
+      await ch.queueDeclare('g', { durable: true }, { ...QUORUM, 'x-quorum-initial-group-size': 3 });
+      await client.close();
+    });
+  });
+
   it('exclusive consumers are ignored; x-dead-letter-strategy is checked', async () => {
     await withBroker(async (broker) => {
       const { client } = await connectAmqpClient(broker.url);

@@ -400,6 +400,50 @@ describe('dead letters', () => {
   });
 });
 
+describe('argument types', () => {
+  it('a redeclare may change the width of an integer argument, not make it a float', async () => {
+    await withBroker(async (broker) => {
+      const { model } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('q', { durable: false, arguments: { 'x-message-ttl': 100 } });
+      await ch.assertQueue('q', {
+        durable: false,
+        arguments: { 'x-message-ttl': { '!': 'long', value: 100 } },
+      });
+      const err = nextChannelError(ch);
+      await ch
+        .assertQueue('q', { durable: false, arguments: { 'x-message-ttl': { '!': 'double', value: 100 } } })
+        .catch(() => {});
+      expect((await err).message).toContain(
+        "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': received '100.0' but current is '100'",
+      );
+      await model.close();
+    });
+  });
+
+  it("a binding's arguments keep their wire types: an unbind naming a long 1 leaves a byte 1's binding", async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertExchange('h', 'headers', { durable: false });
+      await ch.assertQueue('q', { durable: false });
+      // amqplib writes a small integer as a byte
+      await ch.bindQueue('q', 'h', '', { 'x-match': 'any', a: 1 });
+      const route = async (body: string) => {
+        ch.publish('h', '', Buffer.from(body), { headers: { a: 1 } });
+        await sleep(50);
+        return drain(ch, 'q');
+      };
+      await ch.unbindQueue('q', 'h', '', { a: { '!': 'long', value: 1 }, 'x-match': 'any' });
+      expect(await route('still bound')).toEqual(['still bound']);
+      await ch.unbindQueue('q', 'h', '', { a: 1, 'x-match': 'any' });
+      expect(await route('unbound')).toEqual([]);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+});
+
 describe('resource alarms', () => {
   it('a connection opened after the alarm went up is told connection.blocked when it publishes', async () => {
     // a 1 MiB memory limit is always exceeded: the memory alarm goes up at the first check

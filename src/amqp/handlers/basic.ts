@@ -13,6 +13,7 @@ import {
   notFound,
   notImplemented,
   preconditionFailed,
+  resourceLocked,
 } from '../../errors.js';
 import { checkTable, FIELD_TYPE_NAMES, TableError, wireTypeOf } from '../../protocol/field-table.js';
 import type * as A from '../../protocol/generated/methods.js';
@@ -323,6 +324,11 @@ export function basicGet(ch: Channel, a: A.BasicGet): void {
   if (q instanceof StreamQueue)
     throw notImplemented(
       `basic.get not supported by stream queues queue '${q.name}' in vhost '${ch.vhost.name}'`,
+    );
+  // RabbitMQ 3.10: a quorum queue's single active consumer rules out basic.get
+  if (q.countsDeliveries && q.args['x-single-active-consumer'] === true)
+    throw resourceLocked(
+      `cannot obtain access to locked queue '${q.name}' in vhost '${ch.vhost.name}'. basic.get operations are not supported by quorum queues with single active consumer`,
     );
   const out = ch.conn.out;
   const entry = q.get();

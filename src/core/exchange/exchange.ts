@@ -3,7 +3,7 @@
  * bindings). Each type keeps its own index of bindings; `match` returns destinations without
  * copying where it can (callers must not mutate the result and dedupe with route epochs).
  */
-import type { FieldTable } from '../../protocol/field-table.js';
+import { type FieldTable, wireTypeOf } from '../../protocol/field-table.js';
 import type { Message } from '../message.js';
 
 /** A queue or an exchange, as the target of a binding. */
@@ -68,12 +68,16 @@ export abstract class Exchange implements Destination {
   abstract match(msg: Message, routingKey: string): readonly Destination[];
 }
 
-/** Canonical text of an arguments table, for binding identity. */
+/**
+ * Canonical text of an arguments table, for binding identity. Each value's wire type counts, as
+ * in RabbitMQ: a byte 1 and a long 1 make different bindings (so an unbind naming one leaves the
+ * other); the order of the keys does not.
+ */
 export function argsKey(args: FieldTable): string {
   const keys = Object.keys(args);
   if (keys.length === 0) return '';
   keys.sort();
-  return JSON.stringify(keys.map((k) => [k, canon(args[k])]));
+  return JSON.stringify(keys.map((k) => [k, wireTypeOf(args, k) ?? '', canon(args[k])]));
 }
 
 function canon(v: unknown): unknown {
