@@ -188,6 +188,9 @@ export class VHost {
 
   /** queue.declare; `owner` is the declaring connection's id. */
   declareQueue(d: QueueDeclare, owner: number, recoveredId = 0): Queue {
+    // as RabbitMQ: an exclusive queue is never durable, whatever the declare says (so a redeclare
+    // that differs only in durable is no inequivalence)
+    if (d.exclusive && d.durable) d = { ...d, durable: false };
     let name = d.name;
     if (name === '') {
       if (d.passive) throw notFound(`no ${this.q(name)}`);

@@ -239,6 +239,22 @@ describe('queue.declare', () => {
     });
   });
 
+  it('an exclusive queue is never durable: redeclaring it with the other durable flag is no inequivalence', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      // amqplib declares durable unless told otherwise
+      await ch.assertQueue('mine', { exclusive: true });
+      await ch.assertQueue('mine', { exclusive: true, durable: false });
+      await ch.assertQueue('theirs', { exclusive: true, durable: false });
+      await ch.assertQueue('theirs', { exclusive: true });
+      ch.sendToQueue('mine', Buffer.from('x'), { persistent: true });
+      expect((await ch.checkQueue('mine')).messageCount).toBe(1);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('refuses a redeclare that adds or drops x-message-ttl or x-max-length with 406 naming the argument', async () => {
     await withBroker(async (broker) => {
       const { client, errors } = await connectAmqpClient(broker.url);

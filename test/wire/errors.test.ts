@@ -9,7 +9,14 @@ import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import type { OutBuffer } from '../../src/protocol/out-buffer.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, declareQueue, expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
+import {
+  bytes,
+  declareQueue,
+  expectStillServing,
+  frame,
+  publishBytes,
+  RawClient,
+} from '../helpers/raw-client.js';
 
 /** connection.close as exact frame bytes, built without the codec under test. */
 function closeFrameBytes(code: number, text: string, classId: number, methodId: number): Buffer {
@@ -76,13 +83,46 @@ describe('framing faults close the connection with 501 FRAME_ERROR', () => {
     await withBroker(async (broker) => {
       const c = await openWithChannel(broker.port, { frameMax: 4096 });
       try {
-        // payload 4089 + 8 bytes of overhead = 4097 > 4096
-        c.write(frame(3, 1, Buffer.alloc(4089)));
-        await expectHardClose(c, { code: 501, text: 'FRAME_ERROR - ', classId: 0, methodId: 0 }, false);
+        // a payload longer than frame-max itself (RabbitMQ lets the payload, not the frame, reach it)
+        c.write(frame(3, 1, Buffer.alloc(4097)));
+        await expectHardClose(
+          c,
+          {
+            code: 501,
+            text: 'FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}',
+            classId: 0,
+            methodId: 0,
+          },
+          false,
+        );
       } finally {
         c.close();
       }
       await expectStillServing(broker.port);
+    });
+  });
+
+  it('a body frame whose payload is the whole frame-max is accepted, as RabbitMQ does', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port, { frameMax: 4096 });
+      try {
+        c.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        c.send((w) => declareQueue(w, 1, 'q'));
+        await c.expectMethod(Method.QUEUE_DECLARE_OK);
+        const body = Buffer.alloc(4096, 0x62);
+        c.write(publishBytes(1, 'q', body));
+        c.send((w) => M.encodeBasicGet(w, 1, { queue: 'q', noAck: true } as M.BasicGet));
+        await c.expectMethod(Method.BASIC_GET_OK);
+        // our frame-max is 4096 too: the body comes back in two frames
+        await c.until(
+          () => c.frames.filter((f) => f.type === 3).reduce((n, f) => n + f.payload.length, 0) === 4096,
+          'the whole body',
+        );
+        expect(c.frames.some((x) => x.methodId === Method.CONNECTION_CLOSE)).toBe(false);
+      } finally {
+        c.close();
+      }
     });
   });
 
