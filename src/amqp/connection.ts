@@ -20,6 +20,7 @@ import {
 import type { FieldTable } from '../protocol/field-table.js';
 import { FrameError, FrameParser, type FrameSink } from '../protocol/frame-parser.js';
 import {
+  encodeChannelCloseOk,
   encodeChannelOpenOk,
   encodeConnectionBlocked,
   encodeConnectionClose,
@@ -146,6 +147,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
     } catch (e) {
       this.fail(e, 0, 0, 0);
     }
+    this.closedInRead = null;
   }
 
   /** A wrong protocol header: reply with ours and close (spec), logging what came. */
@@ -204,6 +206,10 @@ export class Connection implements FrameSink, HeartbeatOwner {
     }
     const ch = this.channels.get(n);
     if (ch === undefined) {
+      if (this.closedInRead?.includes(n) && id !== Method.CHANNEL_OPEN) {
+        this.afterOwnClose(n, type, id);
+        return;
+      }
       if (type !== 1)
         throw unexpectedFrame(`expected method frame, got non method frame on unopened channel ${n}`);
       if (id !== Method.CHANNEL_OPEN) throw channelError("expected 'channel.open'");
@@ -331,6 +337,27 @@ export class Connection implements FrameSink, HeartbeatOwner {
   /** Called by a channel once it is fully closed (close-ok sent or received). */
   channelClosed(n: number): void {
     this.channels.delete(n);
+  }
+
+  /** Channels the client closed in the read being parsed (null: none). */
+  private closedInRead: number[] | null = null;
+
+  /** The client closed channel `n` (channel.close answered). */
+  channelClosedByClient(n: number): void {
+    (this.closedInRead ??= []).push(n);
+  }
+
+  /**
+   * A frame the client sent on a channel after closing it, in the same write: RabbitMQ's channel
+   * is still winding down then, drops such frames and answers another channel.close with
+   * close-ok, where a frame that comes later is a connection error (504). A client racing a
+   * publish against its own channel.close keeps its connection.
+   */
+  private afterOwnClose(n: number, type: number, id: number): void {
+    if (type === 1 && id === Method.CHANNEL_CLOSE) {
+      encodeChannelCloseOk(this.out, n, {});
+      this.markDirty();
+    }
   }
 
   get channelCount(): number {

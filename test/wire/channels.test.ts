@@ -7,7 +7,14 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { expectStillServing, frame, RawClient } from '../helpers/raw-client.js';
+import {
+  bytes,
+  declareQueue,
+  expectStillServing,
+  frame,
+  publishBytes,
+  RawClient,
+} from '../helpers/raw-client.js';
 
 /** Asserts the broker's connection.close, answers close-ok and waits for the socket to close. */
 async function expectHardClose(
@@ -116,6 +123,33 @@ describe('opening and closing channels', () => {
         c.close();
       }
       await expectStillServing(broker.port);
+    });
+  });
+
+  it('frames written together with a channel.close are dropped, a second close answered: the connection lives, as in RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        await openChannel(c, 1);
+        await openChannel(c, 2);
+        c.send((w) => declareQueue(w, 2, 'q'));
+        await c.expectMethod(Method.QUEUE_DECLARE_OK);
+        const close = bytes((w) =>
+          M.encodeChannelClose(w, 1, { replyCode: 200, replyText: 'bye', classId: 0, methodId: 0 }),
+        );
+        // one write: close, a publish racing it, a second close
+        c.write(Buffer.concat([close, publishBytes(1, 'q', 'late'), close]));
+        await c.until(
+          () => c.frames.filter((f) => f.methodId === Method.CHANNEL_CLOSE_OK).length === 2,
+          'two close-oks',
+        );
+        c.send((w) => M.encodeQueueDeclare(w, 2, { queue: 'q', passive: true } as M.QueueDeclare));
+        const ok = (await c.expectMethod(Method.QUEUE_DECLARE_OK)).args as unknown as M.QueueDeclareOk;
+        expect(ok.messageCount).toBe(0);
+        expect(c.frames.some((f) => f.methodId === Method.CONNECTION_CLOSE)).toBe(false);
+      } finally {
+        c.close();
+      }
     });
   });
 

@@ -20,6 +20,7 @@ export function channelClose(ch: Channel, _a: ChannelClose | null): void {
   encodeChannelCloseOk(ch.conn.out, ch.number, {});
   ch.conn.markDirty();
   ch.closed();
+  ch.conn.channelClosedByClient(ch.number);
 }
 
 export function channelCloseOk(ch: Channel): void {
