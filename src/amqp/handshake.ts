@@ -111,12 +111,15 @@ function startOk(c: Connection, a: ConnectionStartOk): void {
 /** Extracts user and password from a PLAIN or AMQPLAIN response. */
 function parseCredentials(mechanism: string, response: Buffer): { user: string; pass: string } {
   if (mechanism === 'PLAIN') {
-    // authzid \0 authcid \0 password
-    const first = response.indexOf(0);
-    const second = first < 0 ? -1 : response.indexOf(0, first + 1);
-    if (second < 0) throw accessRefused('PLAIN response is malformed: expected authzid\\0user\\0password');
+    // authzid \0 authcid \0 password, with an empty authzid and no NUL in the password, as
+    // RabbitMQ's PLAIN mechanism reads it (it refuses anything else as an invalid response)
+    const second = response[0] === 0 ? response.indexOf(0, 1) : -1;
+    if (second < 0 || response.indexOf(0, second + 1) >= 0)
+      throw accessRefused(
+        'PLAIN response is malformed: expected \\0user\\0password (no authorization identity)',
+      );
     return {
-      user: response.toString('utf8', first + 1, second),
+      user: response.toString('utf8', 1, second),
       pass: response.toString('utf8', second + 1),
     };
   }

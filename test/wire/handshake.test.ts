@@ -284,6 +284,9 @@ describe('authentication', () => {
 
   it.each([
     ['a PLAIN response without NUL separators', 'PLAIN', Buffer.from('guestguest')],
+    // RabbitMQ's PLAIN takes no authorization identity, nor a NUL inside the password
+    ['a PLAIN response with an authorization identity', 'PLAIN', Buffer.from('guest\0guest\0guest')],
+    ['a PLAIN response with a third NUL', 'PLAIN', Buffer.from('\0guest\0gu\0est')],
     ['an AMQPLAIN response that is not a field table', 'AMQPLAIN', Buffer.from([5, 0x4c])],
     ['an AMQPLAIN response without PASSWORD', 'AMQPLAIN', amqplain('guest', 'guest').subarray(0, 16)],
   ])('%s is refused with 403 ACCESS_REFUSED', async (_what, mechanism, response) => {
