@@ -344,7 +344,8 @@ export class Connection implements FrameSink, HeartbeatOwner {
 
   /** The client closed channel `n` (channel.close answered). */
   channelClosedByClient(n: number): void {
-    (this.closedInRead ??= []).push(n);
+    if (this.closedInRead === null) this.closedInRead = [n];
+    else this.closedInRead.push(n);
   }
 
   /**

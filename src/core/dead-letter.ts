@@ -21,12 +21,9 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
   const properties = editProperties(msg.properties, (props) => {
     const headers: FieldTable = { ...(props.headers ?? {}) };
     const had = plain(headers['x-death']);
-    const deaths = Array.isArray(had) ? [...had] : [];
+    const deaths = Array.isArray(had) ? grouped(had) : [];
     const routingKeys: string[] = [msg.routingKey, ...(ccKeys(msg) ?? [])];
-    const i = deaths.findIndex((d) => {
-      const t = plain(d);
-      return isTable(t) && plain(t['queue']) === queue.name && plain(t['reason']) === reason;
-    });
+    const i = deaths.findIndex((d) => sameDeath(d, queue.name, reason));
     if (i >= 0) {
       const d = { ...(plain(deaths[i]!) as FieldTable) };
       d['count'] = new Typed('l', nextCount(plain(d['count'])));
@@ -58,7 +55,33 @@ export function deadLettered(queue: Queue, msg: Message, reason: DeathReason): M
   });
   const rk = queue.deadLetterRoutingKey ?? msg.routingKey;
   msg.reusable = false;
-  return new Message(queue.deadLetterExchange ?? '', rk, properties, msg.body);
+  const dead = new Message(queue.deadLetterExchange ?? '', rk, properties, msg.body);
+  // a new routing key replaces all the others; without one, BCC keys go along to the next hop
+  if (queue.deadLetterRoutingKey === undefined) dead.bcc = msg.bcc;
+  return dead;
+}
+
+/** True when `d` is an x-death entry for this queue and reason. */
+function sameDeath(d: FieldValue, queue: FieldValue, reason: FieldValue): boolean {
+  const t = plain(d);
+  return isTable(t) && plain(t['queue']) === queue && plain(t['reason']) === reason;
+}
+
+/**
+ * An x-death history of two or more entries as RabbitMQ 3.10 regroups it before adding to it:
+ * one entry per queue and reason (the first of each kept as it is), in reverse order. So after
+ * a third death its older entries come out reversed, which also decides what its cycle check
+ * sees. A history of one entry stays as it is.
+ */
+function grouped(deaths: FieldValue[]): FieldValue[] {
+  if (deaths.length < 2) return [...deaths];
+  const out: FieldValue[] = [];
+  for (const d of deaths) {
+    const t = plain(d);
+    if (isTable(t) && out.some((o) => sameDeath(o, plain(t['queue']), plain(t['reason'])))) continue;
+    out.unshift(d);
+  }
+  return out;
 }
 
 const MAX_LONG = 2n ** 63n - 1n;
@@ -83,18 +106,23 @@ function sortedTable(v: FieldValue): FieldValue {
 
 /**
  * True when delivering to `target` would close a dead-letter cycle with no rejection in it;
- * RabbitMQ drops the message for that queue instead of looping forever.
+ * RabbitMQ drops the message for that queue instead of looping forever. As RabbitMQ reads it:
+ * the x-death entries from the newest up to the first one for `target` make the cycle, and a
+ * rejection among them (or an entry that is no table) makes it a cycle a client is part of.
  */
 export function isDeadLetterCycle(msg: Message, target: Queue): boolean {
   const deaths = msg.headers()?.['x-death'];
   if (!Array.isArray(deaths)) return false;
-  let seen = false;
+  let automatic = true;
   for (const d of deaths) {
-    if (!isTable(d)) continue;
-    if (d['reason'] === 'rejected') return false;
-    if (d['queue'] === target.name) seen = true;
+    if (!isTable(d)) {
+      automatic = false;
+      continue;
+    }
+    if (d['reason'] === 'rejected') automatic = false;
+    if (d['queue'] === target.name) return automatic;
   }
-  return seen;
+  return false;
 }
 
 function isTable(v: FieldValue): v is FieldTable {
@@ -109,11 +137,18 @@ function isTable(v: FieldValue): v is FieldTable {
 }
 
 /** The CC routing keys of a message (kept when dead-lettering without a new routing key). */
-export function ccKeys(msg: Message): string[] | undefined {
+function ccKeys(msg: Message): string[] | undefined {
   const cc = msg.headers()?.['CC'];
   if (!Array.isArray(cc)) return undefined;
   const keys = cc.filter((k): k is string => typeof k === 'string');
   return keys.length > 0 ? keys : undefined;
+}
+
+/** The keys a dead letter is routed under besides its own (no dead-letter routing key): CC, BCC. */
+export function extraKeys(msg: Message): readonly string[] | undefined {
+  const cc = ccKeys(msg);
+  if (msg.bcc === undefined) return cc;
+  return cc === undefined ? msg.bcc : [...cc, ...msg.bcc];
 }
 
 /** Dead letters routed per turn of the event loop (DeadLetterRouter). */

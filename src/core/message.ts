@@ -32,6 +32,11 @@ export class Message {
   storeId = 0;
   /** durable queue entries referencing it in the store */
   storeRefs = 0;
+  /**
+   * Routing keys from a BCC header, which left the headers at publish: a dead letter is routed
+   * under them again, as RabbitMQ keeps them with the message (not in the store, though).
+   */
+  bcc: readonly string[] | undefined = undefined;
   private mode = NOT_READ;
   private prio = NOT_READ;
   private headersCache: FieldTable | null | undefined = undefined;

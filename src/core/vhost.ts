@@ -19,7 +19,7 @@ import { ERLANG_ATOMS } from './erlang-atoms.js';
 
 export type { ConfirmTarget } from '../storage/store.js';
 
-import { ccKeys, DeadLetterRouter, deadLettered, isDeadLetterCycle } from './dead-letter.js';
+import { DeadLetterRouter, deadLettered, extraKeys, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
 import {
   argsKey,
@@ -315,7 +315,7 @@ export class VHost {
     const ex = this.exchanges.get(queue.deadLetterExchange ?? '');
     if (ex === undefined) return; // RabbitMQ drops it when the exchange does not exist
     const dead = deadLettered(queue, msg, reason);
-    const keys = queue.deadLetterRoutingKey === undefined ? ccKeys(msg) : undefined;
+    const keys = queue.deadLetterRoutingKey === undefined ? extraKeys(msg) : undefined;
     for (const q of this.route(ex, dead, keys, [])) if (!isDeadLetterCycle(dead, q)) q.enqueue(dead);
   }
 

@@ -360,6 +360,109 @@ describe('dead letters', () => {
     throw new Error(`nothing in ${q}`);
   }
 
+  it('x-death: a history of two or more entries comes back regrouped as RabbitMQ 3.10 writes it', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('dl', { durable: false });
+      await ch.assertQueue('src', {
+        durable: false,
+        arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' },
+      });
+      const entry = (queue: string, count: number) => ({
+        count: { '!': 'long', value: count },
+        reason: 'expired',
+        queue,
+        exchange: '',
+        'routing-keys': [queue],
+      });
+      const histories = [
+        [entry('qa', 1)],
+        [entry('qa', 1), entry('qb', 2), entry('qc', 3)],
+        // one entry per queue and reason: the first kept
+        [entry('qa', 1), entry('qb', 2), entry('qa', 3)],
+      ];
+      const seen: string[][] = [];
+      for (const deaths of histories) {
+        ch.sendToQueue('src', Buffer.from('x'), { headers: { 'x-death': deaths } });
+        ch.nack(await waitForGet(ch, 'src'), false, false);
+        const m = await waitForGet(ch, 'dl');
+        ch.ack(m);
+        const xd = m.properties.headers!['x-death'] as { queue: string; count: number }[];
+        seen.push(xd.map((d) => `${d.queue}/${d.count}`));
+      }
+      // RabbitMQ 3.10.8, same input: older entries reversed once there are two or more
+      expect(seen).toEqual([
+        ['src/1', 'qa/1'],
+        ['src/1', 'qc/3', 'qb/2', 'qa/1'],
+        ['src/1', 'qb/2', 'qa/1'],
+      ]);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('a dead-letter cycle is judged by the entries up to the target queue, newest first', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertQueue('target', { durable: false });
+      // everything published here expires at once into target
+      await ch.assertQueue('src', {
+        durable: false,
+        arguments: {
+          'x-message-ttl': 0,
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': 'target',
+        },
+      });
+      const entry = (queue: string, reason: string) => ({
+        count: { '!': 'long', value: 1 },
+        reason,
+        queue,
+        exchange: '',
+        'routing-keys': [queue],
+      });
+      // regrouped (reversed), then src's new entry in front: src, target, other(rejected) — no
+      // rejection before target's entry, so a cycle: dropped
+      ch.sendToQueue('src', Buffer.from('cycle'), {
+        headers: { 'x-death': [entry('other', 'rejected'), entry('target', 'expired')] },
+      });
+      // src, other(rejected), target: a rejection in the way, so delivered
+      ch.sendToQueue('src', Buffer.from('not a cycle'), {
+        headers: { 'x-death': [entry('target', 'expired'), entry('other', 'rejected')] },
+      });
+      await sleep(100);
+      expect(await drain(ch, 'target')).toEqual(['not a cycle']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('a dead letter is routed under its BCC keys again, which x-death does not list', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createChannel();
+      await ch.assertExchange('dlx', 'direct', { durable: false });
+      for (const k of ['src', 'kcc', 'kbcc']) {
+        await ch.assertQueue(`to-${k}`, { durable: false });
+        await ch.bindQueue(`to-${k}`, 'dlx', k);
+      }
+      await ch.assertQueue('src', { durable: false, arguments: { 'x-dead-letter-exchange': 'dlx' } });
+      ch.sendToQueue('src', Buffer.from('m'), { headers: { CC: ['kcc'], BCC: ['kbcc'] } });
+      const m = await waitForGet(ch, 'src');
+      expect(m.properties.headers!['BCC']).toBeUndefined();
+      ch.nack(m, false, false);
+      const got = await waitForGet(ch, 'to-kbcc');
+      const xd = got.properties.headers!['x-death'] as { 'routing-keys': string[] }[];
+      expect(xd[0]!['routing-keys']).toEqual(['src', 'kcc']);
+      expect(await drain(ch, 'to-src')).toEqual(['m']);
+      expect(await drain(ch, 'to-kcc')).toEqual(['m']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('a message rejected after its queue was deleted is not dead-lettered', async () => {
     await withBroker(async (broker) => {
       const { model, errors } = await connectAmqplib(broker.url);

@@ -120,19 +120,22 @@ function senderSelected(msg: Message): string[] | undefined {
   const h = msg.headers();
   if (h === null) return undefined;
   const keys: string[] = [];
-  const add = (name: string) => {
+  const add = (name: string): number => {
     const v = h[name];
-    if (v === undefined) return;
+    if (v === undefined) return 0;
     // RabbitMQ: CC and BCC must be arrays (406 "invalid message")
     if (!Array.isArray(v)) {
       const type = FIELD_TYPE_NAMES[wireTypeOf(h, name) ?? 'V'];
       throw preconditionFailed(`invalid message: {unacceptable_type_in_header,"${name}",${type}}`);
     }
+    const before = keys.length;
     for (const k of v) if (typeof k === 'string') keys.push(k);
+    return keys.length - before;
   };
   if (hasCc) add('CC');
   if (hasBcc && h['BCC'] !== undefined) {
-    add('BCC');
+    const n = add('BCC');
+    if (n > 0) msg.bcc = keys.slice(keys.length - n);
     msg.properties = editProperties(p, (props) => {
       const headers = { ...props.headers };
       delete headers['BCC'];
