@@ -217,9 +217,11 @@ export class Connection implements FrameSink, HeartbeatOwner {
       // as RabbitMQ, channel-max bounds how many channels are open, not their numbers
       if (this.channels.size >= this.channelMax) {
         const open = this.channels.size;
-        throw notAllowed(
+        const e = notAllowed(
           `number of channels opened (${open}) has reached the negotiated channel_max (${this.channelMax})`,
         );
+        e.noMethod = true; // RabbitMQ names no method (0/0)
+        throw e;
       }
       this.channels.set(n, new Channel(this, n, this.vhost!));
       encodeChannelOpenOk(this.out, n, {});

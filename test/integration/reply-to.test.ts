@@ -278,4 +278,15 @@ describe('direct reply-to errors and declares', () => {
       expect(errors).toEqual([]);
     });
   });
+
+  it('declaring a reply-to name no reply consumer holds is 404, as RabbitMQ (not 403 for the amq. prefix)', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      const err = await ch.queueDeclare(`${REPLY_TO}.foo`, { exclusive: true }).catch((e: Error) => e);
+      expect(String(err)).toContain(`NOT_FOUND - no queue '${REPLY_TO}.foo' in vhost '/'`);
+      expect(client.closed).toBe(false);
+      await client.close();
+    });
+  });
 });

@@ -197,8 +197,8 @@ describe('channel errors that close the connection', () => {
           c,
           530,
           'NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)',
-          20,
-          10,
+          0,
+          0,
         );
         expect(c.frames.filter((f) => f.methodId === Method.CHANNEL_OPEN_OK).map((f) => f.channel)).toEqual([
           1, 2, 100,

@@ -307,6 +307,26 @@ describe('methods a client has no business sending there are 503 COMMAND_INVALID
   });
 });
 
+describe('an unsolicited connection.close-ok', () => {
+  it('is 504 CHANNEL_ERROR naming the connection state, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.send((w) => M.encodeConnectionCloseOk(w, 0, {}));
+        await expectHardClose(c, {
+          code: 504,
+          text: 'CHANNEL_ERROR - unexpected method in connection state running',
+          classId: 10,
+          methodId: 51,
+        });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+});
+
 describe('frames on the wrong channel', () => {
   it("a method on a channel that is not open is a 504 expecting 'channel.open'", async () => {
     await withBroker(async (broker) => {

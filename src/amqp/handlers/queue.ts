@@ -1,5 +1,6 @@
 /** queue class: declare, bind, unbind, purge, delete. */
 import { REPLY_TO } from '../../core/exchange/default.js';
+import { notFound } from '../../errors.js';
 import type * as A from '../../protocol/generated/methods.js';
 import {
   encodeQueueBindOk,
@@ -22,6 +23,8 @@ export function queueDeclare(ch: Channel, a: A.QueueDeclare): void {
     }
     return;
   }
+  // a reply-to name that is no live reply consumer's: RabbitMQ looks it up, and finds none
+  if (a.queue.startsWith(`${REPLY_TO}.`)) throw notFound(`no queue '${a.queue}' in vhost '${ch.vhost.name}'`);
   const q = ch.vhost.declareQueue(
     {
       name: stripCrLf(a.queue),
