@@ -30,7 +30,7 @@ import {
 } from '../protocol/generated/methods.js';
 import { Method } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
-import { inflow } from '../util/coalesce.js';
+import { inflow, turn } from '../util/coalesce.js';
 import { readShared } from '../util/shared-read.js';
 import { BodyRecycler } from './body-recycler.js';
 import { Channel } from './channel.js';
@@ -147,7 +147,6 @@ export class Connection implements FrameSink, HeartbeatOwner {
     } catch (e) {
       this.fail(e, 0, 0, 0);
     }
-    this.closedInRead = null;
   }
 
   /** A wrong protocol header: reply with ours and close (spec), logging what came. */
@@ -206,7 +205,11 @@ export class Connection implements FrameSink, HeartbeatOwner {
     }
     const ch = this.channels.get(n);
     if (ch === undefined) {
-      if (this.closedInRead?.includes(n) && id !== Method.CHANNEL_OPEN) {
+      if (
+        this.closedTurn === turn &&
+        this.closedInTurn.includes(n) &&
+        !(type === 1 && id === Method.CHANNEL_OPEN)
+      ) {
         this.afterOwnClose(n, type, id);
         return;
       }
@@ -341,20 +344,24 @@ export class Connection implements FrameSink, HeartbeatOwner {
     this.channels.delete(n);
   }
 
-  /** Channels the client closed in the read being parsed (null: none). */
-  private closedInRead: number[] | null = null;
+  /** Channels the client closed in the loop turn `closedTurn` (what it wrote with the close). */
+  private closedInTurn: number[] = [];
+  private closedTurn = -1;
 
   /** The client closed channel `n` (channel.close answered). */
   channelClosedByClient(n: number): void {
-    if (this.closedInRead === null) this.closedInRead = [n];
-    else this.closedInRead.push(n);
+    if (this.closedTurn !== turn) {
+      this.closedTurn = turn;
+      this.closedInTurn = [];
+    }
+    this.closedInTurn.push(n);
   }
 
   /**
-   * A frame the client sent on a channel after closing it, in the same write: RabbitMQ's channel
-   * is still winding down then, drops such frames and answers another channel.close with
-   * close-ok, where a frame that comes later is a connection error (504). A client racing a
-   * publish against its own channel.close keeps its connection.
+   * A frame the client sent on a channel after closing it, in the same write (read in the same
+   * turn of the loop): RabbitMQ's channel is still winding down then, drops such frames and
+   * answers another channel.close with close-ok, where a frame that comes later is a connection
+   * error (504). A client racing a publish against its own channel.close keeps its connection.
    */
   private afterOwnClose(n: number, type: number, id: number): void {
     if (type === 1 && id === Method.CHANNEL_CLOSE) {

@@ -354,7 +354,7 @@ export class VHost {
     const ex = this.exchanges.get(exchange);
     const q = this.queues.get(queue);
     if (ex === undefined || q === undefined) return;
-    const b = ex.bindings.get(bindingKey(q, routingKey, args));
+    const b = findBinding(ex, q, routingKey, args);
     if (b === undefined) return;
     this.checkExclusive(q, owner);
     this.dropBinding(b, true);
@@ -372,7 +372,7 @@ export class VHost {
     const src = this.exchanges.get(source);
     const dst = this.exchanges.get(destination);
     if (src === undefined || dst === undefined) return;
-    const b = src.bindings.get(bindingKey(dst, routingKey, args));
+    const b = findBinding(src, dst, routingKey, args);
     if (b) this.dropBinding(b, true);
   }
 
@@ -393,7 +393,7 @@ export class VHost {
       if (bad) throw preconditionFailed(bad);
     }
     const key = bindingKey(dst, routingKey, args);
-    if (src.bindings.has(key)) return;
+    if (findBinding(src, dst, routingKey, args) !== undefined) return;
     const b = new Binding(src, dst, routingKey, args, key);
     const durableDst = dst.isQueue ? (dst as Queue).id !== 0 : (dst as Exchange).durable;
     if (src.durable && src.name !== '' && durableDst) {
@@ -472,6 +472,22 @@ export class VHost {
       else this.routeInto(d as Exchange, msg, key, out, epoch);
     }
   }
+}
+
+/**
+ * The binding these arguments name. A binding recovered from a store written before bindings
+ * kept their arguments' wire types has none; it is found by its values alone.
+ */
+function findBinding(
+  src: Exchange,
+  dst: Destination,
+  routingKey: string,
+  args: FieldTable,
+): Binding | undefined {
+  const b = src.bindings.get(bindingKey(dst, routingKey, args));
+  if (b !== undefined || wireTypesOf(args) === undefined) return b;
+  // a copy drops the (non-enumerable) wire types: the key such an old binding has
+  return src.bindings.get(bindingKey(dst, routingKey, { ...args }));
 }
 
 function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {

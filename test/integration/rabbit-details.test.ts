@@ -4,13 +4,18 @@
  * consumer, single active consumer hand-over, head-only expiry, expiration parsing, the headers
  * of dead letters (wire types included), CC/BCC validation, x-expires and passive declares.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AMQPClient } from '@cloudamqp/amqp-client';
 import type amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker.js';
 import { decodeTable, type FieldTable, type Typed } from '../../src/protocol/field-table.js';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
+import { LmdbStore } from '../../src/storage/lmdb-store.js';
 import { withBroker } from '../helpers/broker.js';
 import { connectAmqplib, nextChannelError } from '../helpers/consumers.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -544,6 +549,50 @@ describe('argument types', () => {
       await model.close();
       expect(errors).toEqual([]);
     });
+  });
+});
+
+describe('bindings from an older store', () => {
+  it("a binding stored without its arguments' wire types is still found by an unbind with the same values", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-test-'));
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      let broker = await start();
+      let { model } = await connectAmqplib(broker.url);
+      let ch = await model.createChannel();
+      await ch.assertExchange('h', 'headers', { durable: true });
+      await ch.assertQueue('q', { durable: true });
+      await ch.bindQueue('q', 'h', '', { 'x-match': 'any', a: 1 });
+      await model.close();
+      await broker.stop();
+      // rewrite the binding's record as stores kept it before wire types were recorded
+      const store = new LmdbStore({ path: join(dataDir, 'warren.mdb'), sync: 'always', onError: () => {} });
+      const [id, def] = store.definitions().find(([, d]) => d['kind'] === 'binding')!;
+      expect(def['argTypes']).toBeDefined();
+      store.deleteDefinition(id);
+      const { argTypes: _, ...old } = def;
+      store.putDefinition(old);
+      store.commit();
+      await store.close();
+
+      broker = await start();
+      ({ model } = await connectAmqplib(broker.url));
+      ch = await model.createChannel();
+      const routed = async () => {
+        ch.publish('h', '', Buffer.from('m'), { headers: { a: 1 } });
+        await sleep(50);
+        return drain(ch, 'q');
+      };
+      expect(await routed()).toEqual(['m']);
+      // binding again is no second binding, and one unbind removes it
+      await ch.bindQueue('q', 'h', '', { 'x-match': 'any', a: 1 });
+      await ch.unbindQueue('q', 'h', '', { 'x-match': 'any', a: 1 });
+      expect(await routed()).toEqual([]);
+      await model.close();
+      await broker.stop();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 
