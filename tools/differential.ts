@@ -2900,6 +2900,168 @@ S('amqp-client-flows', async (x) => {
 });
 
 // =============================================================================================
+// found by the probes of 2026-11-23 (each fixed; kept here so a later run compares them again)
+
+const L = (v: number) => ({ '!': 'long', value: v });
+const death = (queue: string, reason: string, count: number) => ({
+  count: L(count),
+  reason,
+  queue,
+  exchange: '',
+  'routing-keys': [queue],
+});
+async function waitGet(ch: any, q: string) {
+  for (let i = 0; i < 100; i++) {
+    const m = await ch.get(q, { noAck: false });
+    if (m) return m;
+    await sleep(10);
+  }
+  return null;
+}
+
+S('dlx-xdeath-history', async (x) => {
+  const c = await x.conn();
+  const ch = await x.ch(c);
+  const [src, dl] = [x.n('src'), x.n('dl')];
+  await ch.assertQueue(dl, Q());
+  await ch.assertQueue(src, Q({ deadLetterExchange: '', deadLetterRoutingKey: dl }));
+  const histories: [string, any[]][] = [
+    ['one', [death('qa', 'expired', 1)]],
+    ['three', [death('qa', 'expired', 1), death('qb', 'expired', 2), death('qc', 'maxlen', 3)]],
+    ['dup', [death('qa', 'expired', 1), death('qb', 'expired', 2), death('qa', 'expired', 3)]],
+    ['match middle', [death('qa', 'expired', 1), death(src, 'rejected', 2), death('qc', 'maxlen', 3)]],
+  ];
+  for (const [label, deaths] of histories) {
+    ch.sendToQueue(src, Buffer.from(label), { headers: { 'x-death': deaths } });
+    const m = await waitGet(ch, src);
+    if (m) ch.reject(m, false);
+    const d = await waitGet(ch, dl);
+    if (d) ch.ack(d);
+    x.rec(
+      label,
+      d ? d.properties.headers['x-death'].map((e: any) => `${e.queue}/${e.reason}/${e.count}`) : null,
+    );
+  }
+  // a cycle with no rejection before the target's entry is dropped; one with a rejection is not
+  const tgt = x.n('target');
+  const ttl0 = x.n('ttl0');
+  await ch.assertQueue(tgt, Q());
+  await ch.assertQueue(ttl0, Q({ messageTtl: 0, deadLetterExchange: '', deadLetterRoutingKey: tgt }));
+  ch.sendToQueue(ttl0, Buffer.from('cycle'), {
+    headers: { 'x-death': [death('o', 'rejected', 1), death(tgt, 'expired', 1)] },
+  });
+  ch.sendToQueue(ttl0, Buffer.from('no cycle'), {
+    headers: { 'x-death': [death(tgt, 'expired', 1), death('o', 'rejected', 1)] },
+  });
+  await sleep(200);
+  x.rec('reached target', await drain(ch, tgt));
+});
+
+S('dlx-bcc-ttl0-deleted', async (x) => {
+  const c = await x.conn();
+  const ch = await x.ch(c);
+  const dlx = x.n('dlx');
+  await ch.assertExchange(dlx, 'direct', { durable: false });
+  const src = x.n('src');
+  for (const k of [src, 'kcc', 'kbcc']) {
+    await ch.assertQueue(x.n(`to-${k}`), Q());
+    await ch.bindQueue(x.n(`to-${k}`), dlx, k);
+  }
+  await ch.assertQueue(src, Q({ deadLetterExchange: dlx }));
+  ch.sendToQueue(src, Buffer.from('m'), { headers: { CC: ['kcc'], BCC: ['kbcc'] } });
+  const m = await waitGet(ch, src);
+  if (m) ch.reject(m, false);
+  await sleep(150);
+  for (const k of [src, 'kcc', 'kbcc']) x.rec(`to-${k}`, await drain(ch, x.n(`to-${k}`)));
+  // TTL 0 taken by a consumer and requeued: expired, not redelivered
+  const dl = x.n('dl');
+  const t0 = x.n('t0');
+  await ch.assertQueue(dl, Q());
+  await ch.assertQueue(t0, Q({ messageTtl: 0, deadLetterExchange: '', deadLetterRoutingKey: dl }));
+  const cch = await x.ch(c);
+  await cch.prefetch(1);
+  const got: string[] = [];
+  await cch.consume(t0, (d: any) => {
+    got.push(`${d.content}${d.fields.redelivered ? ' again' : ''}`);
+    if (!d.fields.redelivered) cch.nack(d, false, true);
+  });
+  ch.sendToQueue(t0, Buffer.from('ttl0'));
+  await sleep(300);
+  x.rec('consumer saw', got);
+  x.rec('dead-lettered', await drain(ch, dl));
+  // a reject after the queue was deleted dead-letters nothing
+  const gone = x.n('gone');
+  await ch.assertQueue(gone, Q({ deadLetterExchange: '', deadLetterRoutingKey: dl }));
+  ch.sendToQueue(gone, Buffer.from('held'));
+  const held = await waitGet(ch, gone);
+  await x.t('delete with one unacked', () => ch.deleteQueue(gone));
+  if (held) ch.reject(held, false);
+  await sleep(150);
+  x.rec('dead-lettered after delete', await drain(ch, dl));
+});
+
+S('arg-types-and-flags', async (x) => {
+  const c = await x.conn();
+  const q = x.n('q');
+  await x.op(c, 'declare ttl 100', (ch) => ch.assertQueue(q, Q({ arguments: { 'x-message-ttl': 100 } })));
+  await x.op(c, 'redeclare ttl long 100', (ch) =>
+    ch.assertQueue(q, Q({ arguments: { 'x-message-ttl': L(100) } })),
+  );
+  await x.op(c, 'redeclare ttl double 100', (ch) =>
+    ch.assertQueue(q, Q({ arguments: { 'x-message-ttl': { '!': 'double', value: 100 } } })),
+  );
+  const ch = await x.ch(c, true);
+  const [h, bq] = [x.n('h'), x.n('bq')];
+  await ch.assertExchange(h, 'headers', { durable: false });
+  await ch.assertQueue(bq, Q());
+  await ch.bindQueue(bq, h, '', { 'x-match': 'any', a: 1 });
+  await x.t('unbind with a long 1', () => ch.unbindQueue(bq, h, '', { 'x-match': 'any', a: L(1) }));
+  await pubc(ch, h, '', 'after long unbind', { headers: { a: 1 } });
+  await x.t('unbind with the same byte 1', () => ch.unbindQueue(bq, h, '', { a: 1, 'x-match': 'any' }));
+  await pubc(ch, h, '', 'after byte unbind', { headers: { a: 1 } });
+  x.rec('routed', await drain(ch, bq));
+  const ex = x.n('ex');
+  await x.op(c, 'exclusive, durable', (c2) => c2.assertQueue(ex, { exclusive: true, durable: true }));
+  await x.op(c, 'exclusive, not durable', (c2) => c2.assertQueue(ex, { exclusive: true, durable: false }));
+  await x.op(c, 'declare an amq.rabbitmq.reply-to.x name', (c2) =>
+    c2.assertQueue('amq.rabbitmq.reply-to.x', { exclusive: true }),
+  );
+});
+
+S('quorum-corners', async (x) => {
+  const c = await x.conn();
+  const qq = (a: any) => ({ durable: true, arguments: { 'x-queue-type': 'quorum', ...a } });
+  const q = x.n('q');
+  const ch = await x.ch(c, true);
+  await x.t('declare reject-publish-dlx max 1', () =>
+    ch.assertQueue(q, qq({ 'x-max-length': 1, 'x-overflow': 'reject-publish-dlx' })),
+  );
+  const answers: string[] = [];
+  for (const b of ['a', 'b', 'c'])
+    answers.push(
+      await pubc(ch, '', q, b).then(
+        () => 'ack',
+        () => 'nack',
+      ),
+    );
+  x.rec('confirms', answers);
+  x.rec('left', await drain(ch, q));
+  await ch.deleteQueue(q);
+  const sac = x.n('sac');
+  await x.op(c, 'declare quorum SAC', (c2) => c2.assertQueue(sac, qq({ 'x-single-active-consumer': true })));
+  await x.op(c, 'basic.get on it', (c2) => c2.get(sac).then(msgSummary));
+  for (const v of [0, -1, 'x', 3])
+    await x.op(c, `x-quorum-initial-group-size ${v}`, (c2) =>
+      c2.assertQueue(x.n(`g${v}`), qq({ 'x-quorum-initial-group-size': v })).then(() => 'ok'),
+    );
+  await x.op(c, 'cleanup', async (c2) => {
+    await c2.deleteQueue(sac);
+    await c2.deleteQueue(x.n('g3'));
+    return 'ok';
+  });
+});
+
+// =============================================================================================
 // runner
 
 async function runScenario(url: string, name: string, fn: Scenario) {
