@@ -356,6 +356,11 @@ describe('dead letters', () => {
     });
   });
 
+  /** An x-death entry as a client may write one (amqplib field-table notation). */
+  function deathEntry(queue: string, reason: string, count: number) {
+    return { count: { '!': 'long', value: count }, reason, queue, exchange: '', 'routing-keys': [queue] };
+  }
+
   async function waitForGet(ch: amqplib.Channel, q: string): Promise<amqplib.GetMessage> {
     for (let i = 0; i < 100; i++) {
       const m = await ch.get(q, { noAck: false });
@@ -374,13 +379,7 @@ describe('dead letters', () => {
         durable: false,
         arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dl' },
       });
-      const entry = (queue: string, count: number) => ({
-        count: { '!': 'long', value: count },
-        reason: 'expired',
-        queue,
-        exchange: '',
-        'routing-keys': [queue],
-      });
+      const entry = (queue: string, count: number) => deathEntry(queue, 'expired', count);
       const histories = [
         [entry('qa', 1)],
         [entry('qa', 1), entry('qb', 2), entry('qc', 3)],
@@ -421,13 +420,7 @@ describe('dead letters', () => {
           'x-dead-letter-routing-key': 'target',
         },
       });
-      const entry = (queue: string, reason: string) => ({
-        count: { '!': 'long', value: 1 },
-        reason,
-        queue,
-        exchange: '',
-        'routing-keys': [queue],
-      });
+      const entry = (queue: string, reason: string) => deathEntry(queue, reason, 1);
       // regrouped (reversed), then src's new entry in front: src, target, other(rejected) — no
       // rejection before target's entry, so a cycle: dropped
       ch.sendToQueue('src', Buffer.from('cycle'), {
