@@ -22,12 +22,13 @@ export type { ConfirmTarget } from '../storage/store.js';
 import { DeadLetterRouter, deadLettered, extraKeys, isDeadLetterCycle } from './dead-letter.js';
 import { DefaultExchange } from './exchange/default.js';
 import {
-  argsKey,
   Binding,
+  bindingKey,
   type Destination,
   EXCHANGE_TYPES,
   type Exchange,
   type ExchangeType,
+  findBinding,
 } from './exchange/exchange.js';
 import { validateXMatch } from './exchange/headers-match.js';
 import { makeExchange } from './exchange/make.js';
@@ -472,26 +473,6 @@ export class VHost {
       else this.routeInto(d as Exchange, msg, key, out, epoch);
     }
   }
-}
-
-/**
- * The binding these arguments name. A binding recovered from a store written before bindings
- * kept their arguments' wire types has none; it is found by its values alone.
- */
-function findBinding(
-  src: Exchange,
-  dst: Destination,
-  routingKey: string,
-  args: FieldTable,
-): Binding | undefined {
-  const b = src.bindings.get(bindingKey(dst, routingKey, args));
-  if (b !== undefined || wireTypesOf(args) === undefined) return b;
-  // a copy drops the (non-enumerable) wire types: the key such an old binding has
-  return src.bindings.get(bindingKey(dst, routingKey, { ...args }));
-}
-
-function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {
-  return `${dst.isQueue ? 'q' : 'e'}:${dst.name}\u0000${routingKey}\u0000${argsKey(args)}`;
 }
 
 export class VHostRegistry {

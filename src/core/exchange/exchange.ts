@@ -3,7 +3,7 @@
  * bindings). Each type keeps its own index of bindings; `match` returns destinations without
  * copying where it can (callers must not mutate the result and dedupe with route epochs).
  */
-import { type FieldTable, wireTypeOf } from '../../protocol/field-table.js';
+import { type FieldTable, wireTypeOf, wireTypesOf } from '../../protocol/field-table.js';
 import type { Message } from '../message.js';
 
 /** A queue or an exchange, as the target of a binding. */
@@ -94,4 +94,24 @@ function canon(v: unknown): unknown {
     return keys.map((k) => [k, canon(o[k])]);
   }
   return v;
+}
+
+/**
+ * The binding these arguments name. A binding recovered from a store written before bindings
+ * kept their arguments' wire types has none; it is found by its values alone.
+ */
+export function findBinding(
+  src: Exchange,
+  dst: Destination,
+  routingKey: string,
+  args: FieldTable,
+): Binding | undefined {
+  const b = src.bindings.get(bindingKey(dst, routingKey, args));
+  if (b !== undefined || wireTypesOf(args) === undefined) return b;
+  // a copy drops the (non-enumerable) wire types: the key such an old binding has
+  return src.bindings.get(bindingKey(dst, routingKey, { ...args }));
+}
+
+export function bindingKey(dst: Destination, routingKey: string, args: FieldTable): string {
+  return `${dst.isQueue ? 'q' : 'e'}:${dst.name}\u0000${routingKey}\u0000${argsKey(args)}`;
 }
