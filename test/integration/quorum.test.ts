@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AMQPMessage } from '@cloudamqp/amqp-client';
+import type { AMQPChannel, AMQPMessage } from '@cloudamqp/amqp-client';
 import { describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker.js';
 import { withBroker } from '../helpers/broker.js';
@@ -15,6 +15,19 @@ import { amqpClientRefusal, connectAmqpClient } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
 
 const QUORUM = { 'x-queue-type': 'quorum' };
+
+/** Publishes each body on a confirm channel in turn: 'ack' or 'nack' for each. */
+async function publishAll(ch: AMQPChannel, q: string, bodies: string[]): Promise<string[]> {
+  const answers: string[] = [];
+  for (const b of bodies)
+    answers.push(
+      await ch.basicPublish('', q, b).then(
+        () => 'ack',
+        () => 'nack',
+      ),
+    );
+  return answers;
+}
 
 function deliveryCount(m: AMQPMessage | null): unknown {
   return m?.properties.headers?.['x-delivery-count'];
@@ -242,15 +255,7 @@ describe('quorum queues', () => {
         { durable: true },
         { ...QUORUM, 'x-max-length': 2, 'x-overflow': 'reject-publish' },
       );
-      const answers: string[] = [];
-      for (let i = 0; i < 4; i++) {
-        answers.push(
-          await ch.basicPublish('', 'qq', `m${i}`).then(
-            () => 'ack',
-            () => 'nack',
-          ),
-        );
-      }
+      const answers = await publishAll(ch, 'qq', ['m0', 'm1', 'm2', 'm3']);
       // RabbitMQ 3.10: ack, ack, ack, nack (a classic queue nacks the third)
       expect(answers).toEqual(['ack', 'ack', 'ack', 'nack']);
       expect((await ch.queueDeclare('qq', { passive: true })).messageCount).toBe(3);
@@ -279,14 +284,7 @@ describe('quorum queues', () => {
         { durable: true },
         { ...QUORUM, 'x-max-length': 1, 'x-overflow': 'reject-publish-dlx' },
       );
-      const answers: string[] = [];
-      for (const b of ['a', 'b', 'c'])
-        answers.push(
-          await ch.basicPublish('', 'qq', b).then(
-            () => 'ack',
-            () => 'nack',
-          ),
-        );
+      const answers = await publishAll(ch, 'qq', ['a', 'b', 'c']);
       // RabbitMQ 3.10.8: every publish confirmed, the newest kept
       expect(answers).toEqual(['ack', 'ack', 'ack']);
       const m = await ch.basicGet('qq', { noAck: true });
