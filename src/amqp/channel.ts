@@ -1,29 +1,23 @@
 /**
- * Per-channel state and dispatch: an integer switch on the method id to each class's handlers,
- * content reassembly, deliveries and acks, confirms, transactions, the closing handshake.
+ * Per-channel state: frames in (methods go to handlers/dispatch.ts), content reassembly,
+ * deliveries and acks, confirms, transactions, the closing handshake.
  */
 
 import { wakeInParkOrder } from '../core/consumer-ring.js';
 import { type Message, withDeliveryCount } from '../core/message.js';
-import type { Queue, QueueEntry } from '../core/queue.js';
+import type { Queue } from '../core/queue.js';
+import type { QueueEntry } from '../core/queue-entry.js';
 import type { ConfirmTarget, VHost } from '../core/vhost.js';
-import {
-  type AmqpError,
-  commandInvalid,
-  notImplemented,
-  preconditionFailed,
-  unexpectedFrame,
-} from '../errors.js';
+import { type AmqpError, commandInvalid, preconditionFailed, unexpectedFrame } from '../errors.js';
 import type * as A from '../protocol/generated/methods.js';
 import {
   encodeBasicCancel,
   encodeBasicDeliver,
   encodeChannelClose,
   encodeChannelCloseOk,
-  type MethodArgs,
 } from '../protocol/generated/methods.js';
 import { hasContent, isClientMethod, Method, methodName } from '../protocol/generated/spec.js';
-import { inflow, ROUND_TRIP_WINDOW } from '../util/coalesce.js';
+import { ROUND_TRIP_WINDOW } from '../util/coalesce.js';
 import { COARSE_PERIOD_MS, coarseNow } from '../util/coarse-clock.js';
 import { AssemblerState, CommandAssembler } from './command-assembler.js';
 import { writeAcks, writeNacks } from './confirms.js';
@@ -33,9 +27,7 @@ import { writeContent } from './content-writer.js';
 import { decodeArgs } from './decode-args.js';
 import * as basic from './handlers/basic.js';
 import * as chan from './handlers/channel.js';
-import * as exchange from './handlers/exchange.js';
-import * as queue from './handlers/queue.js';
-import * as tx from './handlers/tx.js';
+import { dispatchMethod } from './handlers/dispatch.js';
 
 export const ChannelState = {
   Open: 0,
@@ -45,7 +37,7 @@ export const ChannelState = {
 } as const;
 export type ChannelState = (typeof ChannelState)[keyof typeof ChannelState];
 
-/** How a delivery is settled (Requeue: its channel closed or basic.recover; Return: nacked or rejected). */
+/** How a delivery is settled (Requeue: its channel closed; Return: nacked, rejected or recovered with requeue). */
 export const Settle = { Ack: 0, Requeue: 1, Reject: 2, Return: 3 } as const;
 export type Settle = (typeof Settle)[keyof typeof Settle];
 
@@ -138,7 +130,7 @@ export class Channel implements ConfirmTarget {
         const args = decodeArgs(id, buf, off, len);
         if (!isClientMethod(id)) throw commandInvalid(`${methodName(id)} cannot be sent by a client`);
         if (hasContent(id)) asm.start(id, args);
-        else this.method(id, args);
+        else dispatchMethod(this, id, args);
         return;
       }
       case 2:
@@ -157,107 +149,6 @@ export class Channel implements ConfirmTarget {
         // for a body frame, `id` is the frame's payload from this piece on (pieces: see FrameSink)
         if (asm.bodyFrame(buf, off, len, id)) this.command();
         return;
-    }
-  }
-
-  /** A method without content: the integer switch to its handler. */
-  private method(id: number, a: MethodArgs): void {
-    switch (id) {
-      case Method.BASIC_ACK:
-        basic.basicAck(this, a as A.BasicAck);
-        return;
-      case Method.BASIC_NACK:
-        basic.basicNack(this, a as A.BasicNack);
-        return;
-      case Method.BASIC_REJECT:
-        basic.basicReject(this, a as A.BasicReject);
-        return;
-    }
-    // every other method is a request its client awaits the reply to: no nap may delay the next
-    inflow.roundTrip = true;
-    switch (id) {
-      case Method.BASIC_QOS:
-        basic.basicQos(this, a as A.BasicQos);
-        return;
-      case Method.BASIC_CONSUME:
-        basic.basicConsume(this, a as A.BasicConsume);
-        return;
-      case Method.BASIC_CANCEL:
-        basic.basicCancel(this, a as A.BasicCancel);
-        return;
-      case Method.BASIC_GET:
-        basic.basicGet(this, a as A.BasicGet);
-        return;
-      case Method.BASIC_RECOVER:
-        basic.basicRecover(this, (a as A.BasicRecover).requeue, true);
-        return;
-      case Method.BASIC_RECOVER_ASYNC:
-        basic.basicRecover(this, (a as A.BasicRecoverAsync).requeue, false);
-        return;
-      case Method.QUEUE_DECLARE:
-        queue.queueDeclare(this, a as A.QueueDeclare);
-        return;
-      case Method.QUEUE_BIND:
-        queue.queueBind(this, a as A.QueueBind);
-        return;
-      case Method.QUEUE_UNBIND:
-        queue.queueUnbind(this, a as A.QueueUnbind);
-        return;
-      case Method.QUEUE_PURGE:
-        queue.queuePurge(this, a as A.QueuePurge);
-        return;
-      case Method.QUEUE_DELETE:
-        queue.queueDelete(this, a as A.QueueDelete);
-        return;
-      case Method.EXCHANGE_DECLARE:
-        exchange.exchangeDeclare(this, a as A.ExchangeDeclare);
-        return;
-      case Method.EXCHANGE_DELETE:
-        exchange.exchangeDelete(this, a as A.ExchangeDelete);
-        return;
-      case Method.EXCHANGE_BIND:
-        exchange.exchangeBind(this, a as A.ExchangeBind);
-        return;
-      case Method.EXCHANGE_UNBIND:
-        exchange.exchangeUnbind(this, a as A.ExchangeUnbind);
-        return;
-      case Method.CONFIRM_SELECT:
-        tx.confirmSelect(this, a as A.ConfirmSelect);
-        return;
-      case Method.TX_SELECT:
-        tx.txSelect(this);
-        return;
-      case Method.TX_COMMIT:
-        tx.txCommit(this);
-        return;
-      case Method.TX_ROLLBACK:
-        tx.txRollback(this);
-        return;
-      case Method.CHANNEL_OPEN:
-        chan.channelOpenAgain(this);
-        return;
-      case Method.ACCESS_REQUEST:
-        chan.accessRequest(this);
-        return;
-      case Method.CHANNEL_CLOSE:
-        chan.channelClose(this, a as A.ChannelClose);
-        return;
-      case Method.CHANNEL_CLOSE_OK:
-        chan.channelCloseOk(this);
-        return;
-      case Method.CHANNEL_FLOW:
-        chan.channelFlow(this, a as A.ChannelFlow);
-        return;
-      case Method.CHANNEL_FLOW_OK:
-        // the answer to a channel.flow, which Warren never sends: 503, as RabbitMQ
-        throw commandInvalid('channel.flow-ok received, but no channel.flow was sent');
-      default:
-        // connection methods belong on channel 0 (RabbitMQ: 503 as well)
-        if (id >>> 16 === 10)
-          throw commandInvalid(
-            `${methodName(id)} is not valid on channel ${this.number}; connection methods go on channel 0`,
-          );
-        throw notImplemented(`${methodName(id)} is not implemented`);
     }
   }
 
