@@ -3061,6 +3061,53 @@ S('quorum-corners', async (x) => {
   });
 });
 
+S('quorum-returns', async (x) => {
+  const qq = (a: any) => ({ durable: true, arguments: { 'x-queue-type': 'quorum', ...a } });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  for (const [label, args] of [
+    ['no limit', {}],
+    ['delivery limit', { 'x-delivery-limit': 10 }],
+  ] as const) {
+    const c = await x.conn();
+    const ch = await x.ch(c, true);
+    const q = x.n(label === 'no limit' ? 'n' : 'l');
+    await ch.assertQueue(q, qq(args));
+    const fill = async (...bodies: string[]) => {
+      for (const b of bodies) await pubc(ch, '', q, b);
+    };
+    // nacks: m3 first, then m1
+    await fill('m1', 'm2', 'm3', 'm4');
+    const got: any[] = [];
+    for (let i = 0; i < 3; i++) got.push(await ch.get(q, { noAck: false }));
+    ch.nack(got[2], false, true);
+    ch.nack(got[0], false, true);
+    ch.ack(got[1]);
+    await sleep(100);
+    x.rec(`${label}: after nacks`, await drain(ch, q));
+    // basic.recover
+    await fill('r1', 'r2', 'r3');
+    const rc = await x.ch(c);
+    for (let i = 0; i < 2; i++) await rc.get(q, { noAck: false });
+    await rc.recover();
+    await sleep(100);
+    x.rec(`${label}: after recover`, await drain(ch, q));
+    // two connections go, the later taker first
+    await fill('c1', 'c2', 'c3', 'c4');
+    const a = await x.conn('a');
+    const b = await x.conn('b');
+    const ca = await x.ch(a);
+    const cb = await x.ch(b);
+    for (let i = 0; i < 2; i++) await ca.get(q, { noAck: false });
+    await cb.get(q, { noAck: false });
+    await b.close();
+    await sleep(100);
+    await a.close();
+    await sleep(100);
+    x.rec(`${label}: after closes`, await drain(ch, q));
+    await ch.deleteQueue(q);
+  }
+});
+
 // =============================================================================================
 // runner
 

@@ -16,7 +16,7 @@
  * an empty body rather than someone else's bytes.
  */
 import type { Message } from '../core/message.js';
-import type { QueueEntry } from '../core/queue.js';
+import type { QueueEntry } from '../core/queue-entry.js';
 import { giveBody } from '../util/body-pool.js';
 import { Deque } from '../util/deque.js';
 

@@ -2,7 +2,8 @@
  * A consumer: the link between a queue and a channel. The queue asks `canTake()` before each
  * delivery (prefetch, channel.flow, socket backpressure) and hands entries to `deliver()`.
  */
-import type { Queue, QueueConsumer, QueueEntry } from '../core/queue.js';
+import type { Queue } from '../core/queue.js';
+import type { QueueConsumer, QueueEntry } from '../core/queue-entry.js';
 import { inflow, ROUND_TRIP_WINDOW } from '../util/coalesce.js';
 import type { Channel } from './channel.js';
 

@@ -6,7 +6,8 @@
 import { type FieldTable, type FieldValue, Typed } from '../protocol/field-table.js';
 import { Deque } from '../util/deque.js';
 import { editProperties, Message, plain } from './message.js';
-import type { DeathReason, Queue, QueueEntry } from './queue.js';
+import type { Queue } from './queue.js';
+import type { DeathReason, QueueEntry } from './queue-entry.js';
 
 /**
  * The message as it leaves `queue` for its dead-letter exchange, as RabbitMQ 3.10 writes it:

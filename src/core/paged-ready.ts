@@ -14,7 +14,7 @@
  */
 import type { RecoveredMessage, Store } from '../storage/store.js';
 import { Deque } from '../util/deque.js';
-import type { QueueEntry } from './queue.js';
+import type { QueueEntry } from './queue-entry.js';
 import { FifoReady, type ReadyList } from './ready-list.js';
 
 /** Paging starts past this many entries or this many body bytes in memory. */

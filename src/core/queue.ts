@@ -11,58 +11,16 @@ import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import { Message } from './message.js';
 import { PAGE_COUNT, PagedReady, type Pager } from './paged-ready.js';
-import { type CongestibleConsumer, Congestion } from './queue-congestion.js';
+import { Congestion } from './queue-congestion.js';
+import { type DeadLetterSink, type DeathReason, type QueueConsumer, QueueEntry } from './queue-entry.js';
 import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
-
-/** One message in one queue. */
-export class QueueEntry {
-  /** times delivered before (redelivered = deliveries > 0) */
-  deliveries = 0;
-  /** where it stands in the store (storage/store.ts EntryState) */
-  storeState = 0;
-  /** the store batch that wrote it */
-  storeBatch = 0;
-  /** a delivery-count record exists for it in the store */
-  storeDeliv = false;
-  constructor(
-    readonly msg: Message,
-    /** position in the queue: requeue puts the entry back in seq order */
-    readonly seq: number,
-    /** when it expires (ms since the epoch); 0 = never */
-    readonly expiresAt: number,
-  ) {}
-}
-
-/** The queue's view of a consumer (implemented by amqp/consumer). */
-export interface QueueConsumer extends CongestibleConsumer {
-  readonly tag: string;
-  readonly priority: number;
-  readonly exclusive: boolean;
-  /** true when it may take one more message now (prefetch, flow, socket backpressure) */
-  canTake(): boolean;
-  /** the queue's rotation found it unable to take (core/consumer-ring.ts) */
-  parked: boolean;
-  /** when the rotation found it unable (core/consumer-ring.ts parkClock) */
-  parkedAt: number;
-  /** hands over one entry; the consumer owns its acknowledgement from here */
-  deliver(queue: Queue, entry: QueueEntry): void;
-  /** the queue is gone: tell the client (basic.cancel) if it supports that */
-  cancelledByQueue(): void;
-}
-
-export type DeathReason = 'expired' | 'maxlen' | 'rejected' | 'delivery_limit';
-
-/** Where a queue sends its dead messages (the vhost). */
-export interface DeadLetterSink {
-  /** Routes a dead message to the queue's dead-letter exchange (x-dead-letter-exchange). */
-  /** `entry`: the stored entry it leaves, whose record goes once the dead letter is routed */
-  deadLetter(queue: Queue, msg: Message, reason: DeathReason, entry?: QueueEntry): void;
-}
 
 /** Most messages a queue delivers in one pass before letting others run; most expired dropped. */
 const PASS_BUDGET = 4096;
 const EXPIRE_CAP = 10_000;
 const RECOVER_PAGE = 2000; // stored records per read while recovering
+/** A quorum queue numbers published messages from here, and deliveries returned to its front below. */
+const QUORUM_BASE = 2 ** 40;
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
@@ -96,6 +54,11 @@ export class Queue implements Destination, Pager {
   /** set by the vhost when the queue has a dead-letter exchange */
   deadLetters: DeadLetterSink | null = null;
   private nextSeq = 1;
+  /**
+   * A quorum queue's next position for a delivery returned to its front: ahead of every ready
+   * message, behind earlier returns. 0: returns keep their old places (classic queues).
+   */
+  private returnSeq = 0;
   /** after an unclean start: entries with seq below this count as possibly delivered */
   private recoveredUpTo = 0;
   // x-arguments
@@ -136,6 +99,10 @@ export class Queue implements Destination, Pager {
     this.deadLetterExchange = str('x-dead-letter-exchange');
     this.deadLetterRoutingKey = str('x-dead-letter-routing-key');
     this.countsDeliveries = quorum;
+    if (quorum) {
+      this.nextSeq = QUORUM_BASE;
+      this.returnSeq = 1;
+    }
     this.deliveryLimit = this.countsDeliveries ? num('x-delivery-limit') : -1;
     this.ring = new ConsumerRing(args['x-single-active-consumer'] === true);
     const maxPriority = num('x-max-priority');
@@ -292,9 +259,12 @@ export class Queue implements Destination, Pager {
       this.dead(entry.msg, 'delivery_limit', entry);
       return;
     }
-    // a quorum queue puts what a consumer nacked or rejected at the back, or with a delivery
-    // limit at the front (RabbitMQ 3.10.8; here its old place); a channel's close keeps places
-    if (returned && this.countsDeliveries && this.deliveryLimit < 0) this.ready.push(this.toBack(entry));
+    // RabbitMQ 3.10.8's quorum queues: what a consumer nacks, rejects or recovers goes to the
+    // back, or with a delivery limit to the front; what a closed channel leaves goes to the
+    // front. The front is in the order deliveries came back. Classic queues keep places.
+    if (!this.countsDeliveries) this.ready.requeue(entry);
+    else if (returned && this.deliveryLimit < 0) this.ready.push(this.moved(entry, this.nextSeq++));
+    else if (this.returnSeq > 0) this.ready.requeue(this.moved(entry, this.returnSeq++));
     else this.ready.requeue(entry);
     // a classic queue's limit holds for what comes back too: the head goes, as RabbitMQ's does
     if (
@@ -307,9 +277,9 @@ export class Queue implements Destination, Pager {
     if (this.ring.length > 0) scheduleDelivery(this);
   }
 
-  /** The entry again with a position after every other (re-recorded under it in the store). */
-  private toBack(e: QueueEntry): QueueEntry {
-    const back = new QueueEntry(e.msg, this.nextSeq++, e.expiresAt);
+  /** The entry again at position `seq` (re-recorded under it in the store). */
+  private moved(e: QueueEntry, seq: number): QueueEntry {
+    const back = new QueueEntry(e.msg, seq, e.expiresAt);
     back.deliveries = e.deliveries;
     if (e.storeState !== 0) {
       this.store!.remove(this.id, e, e.msg);
@@ -379,6 +349,7 @@ export class Queue implements Destination, Pager {
     const paged = ready instanceof PagedReady;
     const full = (): boolean => paged && (ready.pagingOut || ready.length >= PAGE_COUNT);
     let last = 0;
+    let lastReturn = 0;
     let total = 0;
     for (let from = 0; ; from = last + 1) {
       const page = store.messages(this.id, from, RECOVER_PAGE);
@@ -388,17 +359,28 @@ export class Queue implements Destination, Pager {
         ready.push(e);
         if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
         last = r.seq;
+        if (last < QUORUM_BASE) lastReturn = last;
         total++;
       }
       if (page.length < RECOVER_PAGE || full()) break;
     }
     const rest = paged ? store.extent(this.id, last + 1) : null;
+    const loadedUpTo = last;
     if (rest !== null && rest.count > 0) {
       (ready as PagedReady).recoverSegment(last + 1, rest.lastSeq, rest.count);
       last = rest.lastSeq;
       total += rest.count;
     }
     this.nextSeq = last + 1;
+    if (this.countsDeliveries) {
+      this.nextSeq = Math.max(last + 1, QUORUM_BASE);
+      // returns go on after the last one stored, found only if the part below QUORUM_BASE was
+      // read (a store written before returns went to the front keeps their old places)
+      if (last < QUORUM_BASE) this.returnSeq = last + 1;
+      else if (loadedUpTo >= QUORUM_BASE || rest === null || rest.count === 0)
+        this.returnSeq = lastReturn + 1;
+      else this.returnSeq = 0;
+    }
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = last + 1;
     return total;
   }

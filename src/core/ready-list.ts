@@ -3,7 +3,7 @@
  * Requeued entries go back to their original position (ordered by seq within a level).
  */
 import { Deque } from '../util/deque.js';
-import type { QueueEntry } from './queue.js';
+import type { QueueEntry } from './queue-entry.js';
 
 export interface ReadyList {
   readonly length: number;

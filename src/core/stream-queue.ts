@@ -22,7 +22,8 @@ import { Deque } from '../util/deque.js';
 import { tickCount } from '../util/tick.js';
 import { scheduleDelivery } from './delivery.js';
 import { Message, withLongHeader } from './message.js';
-import { Queue, type QueueConsumer, QueueEntry } from './queue.js';
+import { Queue } from './queue.js';
+import { type QueueConsumer, QueueEntry } from './queue-entry.js';
 import { intervalMs, type StreamStart } from './stream-offset.js';
 
 /** RabbitMQ's default x-stream-max-segment-size-bytes. */

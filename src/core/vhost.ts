@@ -33,8 +33,9 @@ import {
 import { validateXMatch } from './exchange/headers-match.js';
 import { makeExchange } from './exchange/make.js';
 import type { Message } from './message.js';
-import { type DeathReason, Queue, type QueueEntry } from './queue.js';
+import { Queue } from './queue.js';
 import { argsEquivalence, argTypeName, describe, queueType, validateQueueArgs } from './queue-args.js';
+import type { DeathReason, QueueEntry } from './queue-entry.js';
 import { armQueueExpiry } from './queue-expiry.js';
 import { StreamQueue } from './stream-queue.js';
 

@@ -4,12 +4,8 @@
  * the limit, and each queue type refuses the arguments only other types take. Expected values
  * were checked against RabbitMQ 3.10.8 with the same client calls.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AMQPChannel, AMQPMessage } from '@cloudamqp/amqp-client';
 import { describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker.js';
 import { withBroker } from '../helpers/broker.js';
 import { amqpClientRefusal, connectAmqpClient } from '../helpers/refusals.js';
 import { waitFor } from '../helpers/wait.js';
@@ -128,68 +124,6 @@ describe('quorum queues', () => {
     });
   });
 
-  it('a nacked or rejected message goes to the back; one whose channel closed keeps its place', async () => {
-    await withBroker(async (broker) => {
-      const { client, errors } = await connectAmqpClient(broker.url);
-      const ch = await client.channel();
-      await ch.queueDeclare('qq', { durable: true }, QUORUM);
-      const order = async (settle: 'nack' | 'reject' | 'close') => {
-        for (const b of ['m0', 'm1', 'm2', 'm3']) await ch.basicPublish('', 'qq', b, { deliveryMode: 2 });
-        if (settle === 'close') {
-          // a channel holding m0 and m1 closes: both come back first, in order
-          const holder = await client.channel();
-          await holder.basicQos(2);
-          const held: string[] = [];
-          await holder.basicConsume('qq', { noAck: false }, (m) => {
-            held.push(m.bodyString()!);
-          });
-          await waitFor(() => held.length === 2, 'two held');
-          await holder.close();
-        }
-        const sub = await client.channel();
-        await sub.basicQos(1);
-        const got: string[] = [];
-        let first = true;
-        await sub.basicConsume('qq', { noAck: false }, (m) => {
-          got.push(`${m.bodyString()}${m.redelivered ? '*' : ''}`);
-          if (first && settle !== 'close') {
-            first = false;
-            void (settle === 'nack' ? m.nack(true) : m.reject(true));
-          } else void m.ack();
-        });
-        await waitFor(() => got.length === (settle === 'close' ? 4 : 5), 'every delivery');
-        await sub.close();
-        return got.join(' ');
-      };
-      expect(await order('nack')).toBe('m0 m1 m2 m3 m0*');
-      expect(await order('reject')).toBe('m0 m1 m2 m3 m0*');
-      expect(await order('close')).toBe('m0* m1* m2 m3');
-      await client.close();
-      expect(errors).toEqual([]);
-    });
-  });
-
-  it('with a delivery limit, a nacked message comes back first, as RabbitMQ 3.10.8', async () => {
-    await withBroker(async (broker) => {
-      const { client } = await connectAmqpClient(broker.url);
-      const ch = await client.channel();
-      await ch.queueDeclare('ql', { durable: true }, { ...QUORUM, 'x-delivery-limit': 5 });
-      for (const b of ['x1', 'x2', 'x3']) await ch.basicPublish('', 'ql', b);
-      const seen: unknown[] = [];
-      for (let i = 0; i < 3; i++) {
-        const m = await ch.basicGet('ql', { noAck: false });
-        seen.push([m?.bodyString(), deliveryCount(m)]);
-        await m!.nack(true);
-      }
-      expect(seen).toEqual([
-        ['x1', 0],
-        ['x1', 1],
-        ['x1', 2],
-      ]);
-      await client.close();
-    });
-  });
-
   it('redeclares compare the quorum arguments in RabbitMQ 3.10.8 order, x-queue-type before x-delivery-limit', async () => {
     await withBroker(async (broker) => {
       const { client } = await connectAmqpClient(broker.url);
@@ -207,42 +141,6 @@ describe('quorum queues', () => {
       );
       await client.close();
     });
-  });
-
-  it('a message moved to the back is stored once, under its new place, and survives a restart', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'warren-quorum-'));
-    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
-    try {
-      let broker = await start();
-      let client = (await connectAmqpClient(broker.url)).client;
-      let ch = await client.channel();
-      await ch.queueDeclare('qq', { durable: true }, QUORUM);
-      for (const b of ['a', 'b']) await ch.basicPublish('', 'qq', b, { deliveryMode: 2 });
-      await ch.basicQos(1);
-      const got: string[] = [];
-      await ch.basicConsume('qq', { noAck: false }, (m) => {
-        got.push(m.bodyString()!);
-        if (got.length <= 2) void m.nack(true); // the third stays unacked until the close
-      });
-      await waitFor(() => got.length === 3, 'a, b, then a again');
-      expect(got).toEqual(['a', 'b', 'a']);
-      await client.close();
-      await broker.stop();
-      broker = await start();
-      client = (await connectAmqpClient(broker.url)).client;
-      ch = await client.channel();
-      expect((await ch.queueDeclare('qq', { passive: true })).messageCount).toBe(2);
-      const seen: unknown[] = [];
-      for (let i = 0; i < 3; i++) {
-        const m = await ch.basicGet('qq', { noAck: true });
-        seen.push(m && [m.bodyString(), deliveryCount(m)]);
-      }
-      expect(seen).toEqual([['a', 2], ['b', 1], null]);
-      await client.close();
-      await broker.stop();
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
   });
 
   it('reject-publish refuses only once the queue is over its limit; delete with if-empty or if-unused is 540', async () => {

@@ -21,7 +21,7 @@ import fc from 'fast-check';
 import { open } from 'lmdb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Message } from '../../src/core/message.js';
-import { QueueEntry } from '../../src/core/queue.js';
+import { QueueEntry } from '../../src/core/queue-entry.js';
 import type { FieldTable } from '../../src/protocol/field-table.js';
 import { type BasicProperties, encodeBasicProperties } from '../../src/protocol/generated/properties.js';
 import { OutBuffer } from '../../src/protocol/out-buffer.js';

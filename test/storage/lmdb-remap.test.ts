@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Message } from '../../src/core/message.js';
-import { QueueEntry } from '../../src/core/queue.js';
+import { QueueEntry } from '../../src/core/queue-entry.js';
 import { LmdbStore, type SyncMode } from '../../src/storage/lmdb-store.js';
 import type { ConfirmTarget } from '../../src/storage/store.js';
 

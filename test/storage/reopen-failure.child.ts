@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { Message } from '../../src/core/message.js';
-import { QueueEntry } from '../../src/core/queue.js';
+import { QueueEntry } from '../../src/core/queue-entry.js';
 import { LmdbStore } from '../../src/storage/lmdb-store.js';
 import type { ConfirmTarget } from '../../src/storage/store.js';
 

@@ -419,7 +419,7 @@ function idleQueues(list: Unacked[]): Queue[] {
 /** basic.recover(-async): every unacked delivery of the channel goes back to its queue. */
 export function basicRecover(ch: Channel, requeue: boolean, sync: boolean): void {
   if (!requeue) throw notImplemented('requeue=false');
-  ch.settle([...ch.unacked.values()], Settle.Requeue);
+  ch.settle([...ch.unacked.values()], Settle.Return);
   if (sync) {
     encodeBasicRecoverOk(ch.conn.out, ch.number, {});
     ch.conn.markDirty();
