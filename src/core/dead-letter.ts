@@ -77,12 +77,35 @@ function sameDeath(d: FieldValue, queue: FieldValue, reason: FieldValue): boolea
 function grouped(deaths: FieldValue[]): FieldValue[] {
   if (deaths.length < 2) return [...deaths];
   const out: FieldValue[] = [];
+  const seen = new Set<string>();
   for (const d of deaths) {
     const t = plain(d);
-    if (isTable(t) && out.some((o) => sameDeath(o, plain(t['queue']), plain(t['reason'])))) continue;
-    out.unshift(d);
+    if (isTable(t)) {
+      const key = deathKey(t);
+      if (key !== null) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+    }
+    out.push(d);
   }
-  return out;
+  return out.reverse();
+}
+
+/**
+ * An entry's queue and reason as a key that two entries share exactly when sameDeath() would
+ * match them; null for values that match nothing else (tables, arrays, byte strings, NaN).
+ */
+function deathKey(t: FieldTable): string | null {
+  const q = keyPart(plain(t['queue']));
+  const r = keyPart(plain(t['reason']));
+  return q === null || r === null ? null : `${q.length}|${q}|${r}`;
+}
+
+function keyPart(v: FieldValue): string | null {
+  if (v === null) return 'null';
+  if (typeof v === 'object' || (typeof v === 'number' && Number.isNaN(v))) return null;
+  return `${typeof v}:${String(v)}`;
 }
 
 const MAX_LONG = 2n ** 63n - 1n;

@@ -385,6 +385,14 @@ describe('dead letters', () => {
         [entry('qa', 1), entry('qb', 2), entry('qc', 3)],
         // one entry per queue and reason: the first kept
         [entry('qa', 1), entry('qb', 2), entry('qa', 3)],
+        // the same queue with another reason is another entry
+        [
+          entry('qa', 1),
+          deathEntry('qa', 'rejected', 2),
+          entry('qa', 3),
+          entry('qb', 5),
+          deathEntry('qa', 'rejected', 4),
+        ],
       ];
       const seen: string[][] = [];
       for (const deaths of histories) {
@@ -400,6 +408,7 @@ describe('dead letters', () => {
         ['src/1', 'qa/1'],
         ['src/1', 'qc/3', 'qb/2', 'qa/1'],
         ['src/1', 'qb/2', 'qa/1'],
+        ['src/1', 'qb/5', 'qa/2', 'qa/1'],
       ]);
       await model.close();
       expect(errors).toEqual([]);
