@@ -219,6 +219,7 @@ export class Channel implements ConfirmTarget {
     else {
       this.unacked.set(tag, new Unacked(tag, q, entry, null, this.conn.bodies.next));
       q.countDelivery(entry);
+      if (q.countsDeliveries) q.gets++;
     }
     return tag;
   }
@@ -254,7 +255,7 @@ export class Channel implements ConfirmTarget {
       if (c !== null) {
         c.unacked--;
         this.unackedCount--;
-      }
+      } else if (u.queue.countsDeliveries) u.queue.gets--;
       if (how === Settle.Ack) {
         u.queue.settle(u.entry);
         this.conn.bodies.settled(u.entry, u.flush);

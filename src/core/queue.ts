@@ -41,6 +41,8 @@ export class Queue implements Destination, Pager {
   readonly congestion: Congestion = new Congestion(this);
   /** delivered, not yet acknowledged */
   unacked = 0;
+  /** quorum queues: basic.get deliveries not yet settled; RabbitMQ 3.10 counts each as a consumer */
+  gets = 0;
   deleted = false;
   /** set once a consumer has attached (auto-delete needs it) */
   hadConsumer = false;
@@ -118,7 +120,7 @@ export class Queue implements Destination, Pager {
   }
 
   get consumerCount(): number {
-    return this.ring.length;
+    return this.ring.length + this.gets;
   }
 
   /** Its consumers, highest priority first. */

@@ -208,6 +208,41 @@ describe('quorum queues', () => {
     });
   });
 
+  it('each unsettled basic.get counts as a consumer in declare-ok, as in RabbitMQ 3.10.8', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('qg', { durable: true }, QUORUM);
+      for (let i = 0; i < 5; i++) await ch.basicPublish('', 'qg', `m${i}`);
+      const g1 = await client.channel();
+      const g2 = await client.channel();
+      const counts: string[] = [];
+      const count = async () => {
+        const ok = await ch.queueDeclare('qg', { passive: true });
+        counts.push(`${ok.messageCount}/${ok.consumerCount}`);
+      };
+      const a = await g1.basicGet('qg', { noAck: false });
+      const b = await g1.basicGet('qg', { noAck: false });
+      const x = await g2.basicGet('qg', { noAck: false });
+      await g1.basicGet('qg', { noAck: true });
+      await count();
+      await a!.ack();
+      await count();
+      await x!.nack(true);
+      await count();
+      await g1.close(); // b comes back
+      await count();
+      expect(b!.bodyString()).toBe('m1');
+      expect(counts).toEqual(['1/3', '1/2', '2/1', '3/0']);
+      // classic queues count only consumers
+      await ch.queueDeclare('cg', { durable: true });
+      await ch.basicPublish('', 'cg', 'c');
+      await g2.basicGet('cg', { noAck: false });
+      expect((await ch.queueDeclare('cg', { passive: true })).consumerCount).toBe(0);
+      await client.close();
+    });
+  });
+
   it('exclusive consumers are ignored; x-dead-letter-strategy is checked', async () => {
     await withBroker(async (broker) => {
       const { client } = await connectAmqpClient(broker.url);
