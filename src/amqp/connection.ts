@@ -383,7 +383,11 @@ export class Connection implements FrameSink, HeartbeatOwner {
 
   heartbeatLost(): void {
     this.log.warn({ heartbeat: this.heartbeat }, 'missed heartbeats from client; closing the socket');
-    this.destroy(`missed heartbeats from client, timeout: ${this.heartbeat}s`);
+    // reset, not an orderly end: RabbitMQ's sockets linger 0, and clients tell the two apart
+    // (Bunny takes an end for an empty reply and keeps the connection as open)
+    this.closeReason ||= `missed heartbeats from client, timeout: ${this.heartbeat}s`;
+    this.state = ConnState.Closed;
+    this.socket.resetAndDestroy();
   }
 
   /** connection.blocked / unblocked, sent only to clients that advertise the capability. */

@@ -93,6 +93,8 @@ export class RawClient {
   /** every chunk received, joined on demand (a protocol header reply, exact bytes) */
   private chunks: Buffer[] = [];
   closed = false;
+  /** the socket error's code, if the socket ended with one (ECONNRESET: the broker reset it) */
+  socketError: string | null = null;
   private readonly parser: FrameParser;
   private waiters: (() => void)[] = [];
   private parseFrames = true;
@@ -129,7 +131,9 @@ export class RawClient {
       this.closed = true;
       this.wake();
     });
-    socket.on('error', () => {});
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      this.socketError = e.code ?? e.message;
+    });
   }
 
   static connect(port: number): Promise<RawClient> {

@@ -78,7 +78,9 @@ describe.concurrent('heartbeats', () => {
         await c.until(() => c.frames.some(isHeartbeat), 'a heartbeat frame', 3_000);
         await c.expectClosed(6_000);
         expect(c.frames.filter(isHeartbeat).length).toBeGreaterThanOrEqual(1);
-        // nothing but heartbeats after the handshake: the broker just drops the socket
+        // nothing but heartbeats after the handshake: the broker resets the socket (RabbitMQ's
+        // sockets linger 0, so its clients see ECONNRESET, not an orderly end)
+        expect(c.socketError).toBe('ECONNRESET');
         expect(c.frames.filter((f) => f.type !== 8).map((f) => f.name)).toEqual([
           'connection.start',
           'connection.tune',
