@@ -28,6 +28,7 @@ import { decodeArgs } from './decode-args.js';
 import * as basic from './handlers/basic.js';
 import * as chan from './handlers/channel.js';
 import { dispatchMethod } from './handlers/dispatch.js';
+import type { TxCommits } from './handlers/tx.js';
 
 export const ChannelState = {
   Open: 0,
@@ -99,6 +100,8 @@ export class Channel implements ConfirmTarget {
   txMode = false;
   txPublishes: PendingPublish[] = [];
   txSettles: PendingSettle[] = [];
+  /** its tx.commit-oks, waiting for the store (set by tx.select) */
+  txCommits: TxCommits | null = null;
 
   /** the last queue declared on this channel (an empty queue name refers to it) */
   lastQueue = '';

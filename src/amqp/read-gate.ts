@@ -35,6 +35,8 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   private holds = 0;
   /** reading waits for the socket to drain (backedUp) */
   private drainWait = false;
+  /** tx.commit-oks not yet sent: nothing more is read until they are (handlers/tx.ts) */
+  private commits = 0;
   /** the turn this connection's publishes are counted for, and how many so far (coalesce.ts) */
   private turn = -1;
   private turnPublishes = 0;
@@ -102,6 +104,17 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     if (!this.paused) this.pauseReading();
   }
 
+  /** A tx.commit waits for the store: read nothing more until commitDone(). */
+  waitCommit(): void {
+    this.commits++;
+    if (!this.paused) this.pauseReading();
+  }
+
+  /** A tx.commit was answered: reading goes on (next tick) once no other waits. */
+  commitDone(): void {
+    if (--this.commits === 0) scheduleResume(this);
+  }
+
   /** The socket took what was written: reading goes on (next tick) if backedUp() stopped it. */
   drained(): void {
     if (!this.drainWait) return;
@@ -122,7 +135,7 @@ export class ReadGate implements FlowConnection, HeldPublisher {
 
   resumeReading(): void {
     this.credit = PUBLISH_CREDIT;
-    if (!this.paused || this.holds > 0 || this.drainWait) return;
+    if (!this.paused || this.holds > 0 || this.drainWait || this.commits > 0) return;
     const flow = this.conn.ctx.flow;
     if (flow.blocked) {
       flow.hold(this);

@@ -19,6 +19,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AMQPClient } from '@cloudamqp/amqp-client';
 import amqplib from 'amqplib';
 import { open as openLmdb } from 'lmdb';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -724,6 +725,32 @@ describe('after kill -9', () => {
     b = await startBroker(dir, ['--sync', sync]);
     const ch2 = await confirmChannel(await connect(b));
     expect(bodies(await getAll(ch2, 'dq.kill'))).toEqual(sent);
+    await stop(b);
+  });
+
+  it('a committed transaction is there: tx.commit-ok waits for the disk, as a confirm does', async () => {
+    const dir = tempDir();
+    let b = await startBroker(dir);
+    const client = new AMQPClient(b.url);
+    await client.connect();
+    const ch = await client.channel();
+    await ch.queueDeclare('dq.tx', { durable: true });
+    await ch.queueDeclare('dq.tx-acked', { durable: true });
+    await ch.confirmSelect();
+    for (const body of ['a0', 'a1']) await ch.basicPublish('', 'dq.tx-acked', body, { deliveryMode: 2 });
+    const tx = await client.channel();
+    await tx.basicGet('dq.tx-acked', { noAck: false });
+    const a1 = await tx.basicGet('dq.tx-acked', { noAck: false });
+    await tx.txSelect();
+    const sent = Array.from({ length: 200 }, (_, i) => `t${i}`.padEnd(10_000, '.'));
+    for (const body of sent) await tx.basicPublish('', 'dq.tx', body, { deliveryMode: 2 });
+    await a1!.ack(true);
+    await tx.txCommit();
+    expect((await b.kill()).signal).toBe('SIGKILL'); // at once, on commit-ok
+    b = await startBroker(dir);
+    const ch2 = await confirmChannel(await connect(b));
+    expect(bodies(await getAll(ch2, 'dq.tx'))).toEqual(sent);
+    expect(await getAll(ch2, 'dq.tx-acked')).toEqual([]);
     await stop(b);
   });
 

@@ -371,6 +371,54 @@ describe('confirm.select', () => {
     });
   });
 
+  it('tx.commit-ok waits for the store, and replies to methods pipelined behind it follow it', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        await openChannel(c, 1);
+        c.send((w) => declareFrame(w, 1, 'txq', {}, { durable: true }));
+        await c.expectMethod(Method.QUEUE_DECLARE_OK);
+        c.send((w) => M.encodeTxSelect(w, 1, {}));
+        await c.expectMethod(Method.TX_SELECT_OK);
+        const persistent = (body: string) => {
+          const b = Buffer.from(body);
+          return Buffer.concat([
+            bytes((w) =>
+              M.encodeBasicPublish(w, 1, {
+                exchange: '',
+                routingKey: 'txq',
+                mandatory: false,
+                immediate: false,
+              }),
+            ),
+            frame(2, 1, contentHeader(b.length, { deliveryMode: 2 })),
+            frame(3, 1, b),
+          ]);
+        };
+        // one write: two publishes, the commit, then a passive declare and a get
+        c.write(
+          Buffer.concat([
+            persistent('p1'),
+            persistent('p2'),
+            bytes((w) => M.encodeTxCommit(w, 1, {})),
+            bytes((w) => declareFrame(w, 1, 'txq', {}, { passive: true })),
+            bytes((w) => M.encodeBasicGet(w, 1, { queue: 'txq', noAck: true })),
+          ]),
+        );
+        await c.expectMethod(Method.BASIC_GET_OK);
+        const replies = c.frames
+          .filter((f) => f.type === 1 && f.channel === 1)
+          .map((f) => f.name)
+          .slice(-3);
+        expect(replies).toEqual(['tx.commit-ok', 'queue.declare-ok', 'basic.get-ok']);
+        const declared = c.frames.filter((f) => f.methodId === Method.QUEUE_DECLARE_OK).at(-1)!;
+        expect(declared.args?.['messageCount']).toBe(2);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
   it('tx.select on a confirm channel closes the channel with 406 PRECONDITION_FAILED', async () => {
     await withBroker(async (broker) => {
       const c = await RawClient.open(broker.port);
