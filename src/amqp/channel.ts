@@ -131,8 +131,11 @@ export class Channel implements ConfirmTarget {
           );
         }
         const args = decodeArgs(id, buf, off, len);
-        if (!isClientMethod(id)) throw commandInvalid(`${methodName(id)} cannot be sent by a client`);
+        // a content-bearing method is followed by its content, whoever may send it: RabbitMQ
+        // refuses a server-only one (basic.deliver, return, get-ok) once its content came (505
+        // when a method frame comes instead)
         if (hasContent(id)) asm.start(id, args);
+        else if (!isClientMethod(id)) throw commandInvalid(`${methodName(id)} cannot be sent by a client`);
         else dispatchMethod(this, id, args);
         return;
       }
@@ -163,6 +166,7 @@ export class Channel implements ConfirmTarget {
     const props = asm.properties;
     const body = asm.body;
     asm.reset();
+    if (id !== Method.BASIC_PUBLISH) throw commandInvalid(`${methodName(id)} cannot be sent by a client`, id);
     // a publisher in tx mode, or awaiting confirms with a small window, waits on our replies
     const openLoop =
       !this.txMode && (!this.confirmMode || this.publishSeq - this.confirmedSeq >= ROUND_TRIP_WINDOW - 1);

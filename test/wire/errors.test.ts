@@ -307,6 +307,52 @@ describe('methods a client has no business sending there are 503 COMMAND_INVALID
   });
 });
 
+describe('a server-only method with content (basic.deliver, return, get-ok), sent by a client', () => {
+  const deliver = (w: OutBuffer) =>
+    M.encodeBasicDeliver(w, 1, {
+      consumerTag: 't',
+      deliveryTag: 1,
+      redelivered: false,
+      exchange: '',
+      routingKey: 'q',
+    });
+
+  it('is 503 COMMAND_INVALID once its content came, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.send(deliver);
+        c.write(Buffer.concat([frame(2, 1, contentHeader(60, 3)), frame(3, 1, Buffer.from('abc'))]));
+        await expectHardClose(c, { code: 503, text: 'COMMAND_INVALID - ', classId: 60, methodId: 60 });
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+
+  it('is 505 UNEXPECTED_FRAME when a method frame comes where its content header belongs, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await openWithChannel(broker.port);
+      try {
+        c.send(deliver);
+        c.send((w) => declareQueue(w, 1, 'x'));
+        await expectHardClose(c, {
+          code: 505,
+          text: 'UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead',
+          exact: true,
+          classId: 60,
+          methodId: 60,
+        });
+        expect(c.frames.some((f) => f.methodId === Method.QUEUE_DECLARE_OK)).toBe(false);
+      } finally {
+        c.close();
+      }
+      await expectStillServing(broker.port);
+    });
+  });
+});
+
 describe('an unsolicited connection.close-ok', () => {
   it('is 504 CHANNEL_ERROR naming the connection state, as RabbitMQ', async () => {
     await withBroker(async (broker) => {
