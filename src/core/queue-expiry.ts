@@ -14,8 +14,10 @@ export function armQueueExpiry(q: Queue, remove: () => void): void {
   const check = () => {
     if (q.deleted) return;
     const idle = Date.now() - q.lastUsed;
+    q.idleTimer = null;
     if (q.consumerCount === 0 && idle >= ms) remove();
-    else setTimeout(check, Math.min(MAX_DELAY, q.consumerCount > 0 ? ms : ms - idle)).unref();
+    else q.idleTimer = setTimeout(check, Math.min(MAX_DELAY, q.consumerCount > 0 ? ms : ms - idle)).unref();
   };
-  setTimeout(check, Math.min(MAX_DELAY, ms)).unref();
+  // the queue keeps its timer: deleting it clears the timer, which would hold it until it fired
+  q.idleTimer = setTimeout(check, Math.min(MAX_DELAY, ms)).unref();
 }

@@ -75,6 +75,8 @@ export class Queue implements Destination, Pager {
   /** quorum x-delivery-limit: a message returned more often is dead-lettered; -1 = none */
   private readonly deliveryLimit: number;
   private expiryTimer: NodeJS.Timeout | null = null;
+  /** x-expires: the timer that deletes it once unused long enough (queue-expiry.ts) */
+  idleTimer: NodeJS.Timeout | null = null;
   private expiryAt = 0;
 
   constructor(name: string, durable: boolean, autoDelete: boolean, owner: number, args: FieldTable) {
@@ -482,6 +484,8 @@ export class Queue implements Destination, Pager {
     this.deleted = true;
     if (this.expiryTimer !== null) clearTimeout(this.expiryTimer);
     this.expiryTimer = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     const n = this.purge();
     const cs = this.ring.clear();
     this.congestion.releaseAll();

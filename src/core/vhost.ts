@@ -63,7 +63,7 @@ export class VHost {
   readonly queues = new Map<string, Queue>();
   readonly defaultExchange: DefaultExchange;
   private epoch = 0;
-  private readonly routed: Queue[] = [];
+  private routed: Queue[] = [];
   /** dead letters, routed one at a time (core/dead-letter.ts) */
   private readonly deadLetters = new DeadLetterRouter((q, m, r) => this.routeDead(q, m, r));
 
@@ -327,6 +327,10 @@ export class VHost {
     this.queues.delete(q.name);
     if (q.id !== 0) this.store.deleteDefinition(q.id);
     for (const b of [...q.inbound]) this.dropBinding(b, true);
+    // the last publish's routing scratch may name it: a deleted queue is not kept alive (a
+    // new array, not a truncated one: a publish may still be walking the old one)
+    this.routed = [];
+    this.defaultExchange.forgetLastMatch();
     return q.markDeleted();
   }
 

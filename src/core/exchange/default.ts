@@ -36,6 +36,11 @@ export class DefaultExchange extends Exchange {
     return this.replyQueues.has(name);
   }
 
+  /** A queue was deleted: the last match may name it, and must not keep it alive. */
+  forgetLastMatch(): void {
+    this.one.length = 0;
+  }
+
   removeReplyQueue(q: Queue): void {
     if (this.replyQueues.get(q.name) === q) this.replyQueues.delete(q.name);
   }

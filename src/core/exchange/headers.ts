@@ -15,6 +15,7 @@ export class HeadersExchange extends Exchange {
   removeBinding(b: Binding): void {
     const i = this.list.indexOf(b);
     if (i >= 0) this.list.splice(i, 1);
+    this.out.length = 0; // the last match may name it: a deleted queue is not kept alive
   }
 
   /** The returned array is reused by the next call. */
