@@ -310,8 +310,10 @@ export class LmdbStore implements Store {
       const m = b.enqMsg[i]!;
       messageKey(key, b.enqQueue[i]!, e.seq);
       if (m.storeRefs > 1) {
-        // fanned out to several durable queues: the body is stored once
-        if (m.storeId === 0) {
+        // fanned out to several durable queues: the body is stored once. A body whose last
+        // stored reference went (its deletion is under way, maybe in a later chunk) is stored
+        // again under a new id: a quorum queue moved every entry of the message in this batch
+        if (m.storeId === 0 || !this.t.bodyRefs.has(m.storeId)) {
           m.storeId = this.nextBody++;
           last = this.guard(this.t.bodies.put(u64Key(m.storeId), bodyValue(m)));
           bytes += m.body.length;

@@ -173,6 +173,38 @@ describe('quorum queues: where deliveries come back', () => {
     }
   });
 
+  it('a message fanned out to two quorum queues and returned by both is still there after a restart', async () => {
+    const dataDir = tempDir();
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    let broker = await start();
+    try {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.exchangeDeclare('fan', 'fanout', { durable: true });
+      for (const q of ['f1', 'f2']) {
+        await ch.queueDeclare(q, { durable: true }, QUORUM);
+        await ch.queueBind(q, 'fan', '');
+      }
+      await ch.confirmSelect();
+      for (const b of ['m0', 'm1', 'm2']) await ch.basicPublish('fan', '', b, { deliveryMode: 2 });
+      // one channel takes every copy and closes: both queues re-record them in one tick
+      const holder = await client.channel();
+      await take(holder, 'f1', 3);
+      await take(holder, 'f2', 3);
+      await holder.close();
+      await client.close();
+      await broker.stop();
+      broker = await start();
+      const again = (await connectAmqpClient(broker.url)).client;
+      const ch2 = await again.channel();
+      expect(await drain(ch2, 'f1')).toBe('m0* m1* m2*');
+      expect(await drain(ch2, 'f2')).toBe('m0* m1* m2*');
+      await again.close();
+    } finally {
+      await broker.stop();
+    }
+  });
+
   it('a crash (kill -9) keeps the returned order', async () => {
     const dataDir = tempDir();
     let b: ChildBroker = await startBroker(dataDir);

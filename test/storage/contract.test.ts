@@ -619,6 +619,38 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(await closedCount('bodies')).toBe(0);
     });
 
+    it('a shared message whose every entry is recorded again under a new seq in one batch keeps its body', async () => {
+      // a quorum queue moves a returned entry (remove, then enqueue under a new seq); a message
+      // fanned out to two quorum queues can come back from both in one tick
+      const m = message('moved');
+      const e1 = new QueueEntry(m, 1, 0);
+      const e2 = new QueueEntry(m, 1, 0);
+      store.enqueue(Q1, e1, m);
+      store.enqueue(Q2, e2, m);
+      await commitAndSettle(store);
+      const n1 = new QueueEntry(m, 9, 0);
+      const n2 = new QueueEntry(m, 9, 0);
+      store.remove(Q1, e1, m);
+      store.enqueue(Q1, n1, m);
+      store.remove(Q2, e2, m);
+      store.enqueue(Q2, n2, m);
+      await commitAndSettle(store);
+      const [q1, q2] = await reopen();
+      expect(q1!.map((r) => [r.seq, r.message.body.toString()])).toEqual([[9, 'moved']]);
+      expect(q2!.map((r) => [r.seq, r.message.body.toString()])).toEqual([[9, 'moved']]);
+      expect(await closedCount('bodies')).toBe(1);
+      // moved again with one copy left: written inline, and the shared body goes
+      const [r1, r2] = [recoverEntries(q1!)[0]!, recoverEntries(q2!)[0]!];
+      store.remove(Q1, r1.e, r1.m);
+      const n3 = new QueueEntry(r2.m, 12, 0);
+      store.remove(Q2, r2.e, r2.m);
+      store.enqueue(Q2, n3, r2.m);
+      await commitAndSettle(store);
+      const [, again] = await reopen();
+      expect(again!.map((r) => [r.seq, r.shared, r.message.body.toString()])).toEqual([[12, false, 'moved']]);
+      expect(await closedCount('bodies')).toBe(0);
+    });
+
     it('removeRange() deletes a seq range, shared bodies included when nothing else refers to them', async () => {
       const shared = message('shared');
       const sharedInQ2 = new QueueEntry(shared, 100, 0);
