@@ -37,6 +37,8 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   private drainWait = false;
   /** tx.commit-oks not yet sent: nothing more is read until they are (handlers/tx.ts) */
   private commits = 0;
+  /** reading paused for its publishing (credit, a congested queue): an alarm holds it then */
+  private publishing = false;
   /** the turn this connection's publishes are counted for, and how many so far (coalesce.ts) */
   private turn = -1;
   private turnPublishes = 0;
@@ -63,11 +65,15 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     if (this.paused) return;
     const flow = this.conn.ctx.flow;
     if (flow.blocked) {
+      this.publishing = true;
       flow.hold(this);
       return;
     }
     const broker = flow.take(bytes);
-    if (--this.credit <= 0 || !broker) this.yieldTick();
+    if (--this.credit <= 0 || !broker) {
+      this.publishing = true;
+      this.yieldTick();
+    }
   }
 
   pauseReading(): void {
@@ -80,6 +86,7 @@ export class ReadGate implements FlowConnection, HeldPublisher {
   /** A congested queue stops reading this connection until release(). */
   hold(): boolean {
     if (!this.conn.canWrite()) return false;
+    this.publishing = true;
     this.holds++;
     if (!this.paused) this.pauseReading();
     return true;
@@ -137,10 +144,13 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     this.credit = PUBLISH_CREDIT;
     if (!this.paused || this.holds > 0 || this.drainWait || this.commits > 0) return;
     const flow = this.conn.ctx.flow;
-    if (flow.blocked) {
+    // a connection paused for anything but its publishing (a tx.commit, replies it does not
+    // read) reads on: RabbitMQ blocks only publishers, and holding it would stall its acks
+    if (flow.blocked && this.publishing) {
       flow.hold(this);
       return;
     }
+    this.publishing = false;
     this.paused = false;
     this.heartbeats.paused = false;
     if (this.conn.state === ConnState.Closed) return;

@@ -190,6 +190,34 @@ describe('transactional acknowledgements', () => {
     });
   });
 
+  it('a consumer acking in transactions goes on during a resource alarm: only publishers are held', async () => {
+    await withBroker(async (broker) => {
+      const { client, errors } = await connectAmqpClient(broker.url);
+      const setup = await client.channel();
+      await setup.queueDeclare('tx-alarm');
+      for (const b of ['a', 'b', 'c']) await setup.basicPublish('', 'tx-alarm', b);
+      await readyCount(setup, 'tx-alarm');
+      broker.flow.set('a test', true); // an alarm of its own, which the memory and disk checks leave alone
+      try {
+        const ch = await client.channel();
+        await ch.txSelect();
+        const acked: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const m = await ch.basicGet('tx-alarm', { noAck: false });
+          await m!.ack();
+          await ch.txCommit(); // held until the alarm cleared, on the old code, from the second on
+          acked.push(m!.bodyToString()!);
+        }
+        expect(acked).toEqual(['a', 'b', 'c']);
+        expect(await readyCount(setup, 'tx-alarm')).toBe(0);
+      } finally {
+        broker.flow.set('a test', false);
+      }
+      await client.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
   it('an ack followed by rollback leaves the message unacked, so closing the channel requeues it as redelivered', async () => {
     await withBroker(async (broker) => {
       const { client, errors } = await connectAmqpClient(broker.url);

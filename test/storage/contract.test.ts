@@ -642,7 +642,7 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       // moved again with one copy left: written inline, and the shared body goes
       const [r1, r2] = [recoverEntries(q1!)[0]!, recoverEntries(q2!)[0]!];
       store.remove(Q1, r1.e, r1.m);
-      const n3 = new QueueEntry(r2.m, 12, 0);
+      const n3 = new QueueEntry(r2.m as Message, 12, 0);
       store.remove(Q2, r2.e, r2.m);
       store.enqueue(Q2, n3, r2.m);
       await commitAndSettle(store);
