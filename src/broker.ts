@@ -98,6 +98,7 @@ export class Broker implements ConnectionContext {
       await broker.store.finishDeletes();
       const live = recover(broker);
       await broker.store.cleanup(live);
+      for (const v of broker.vhosts.all()) for (const q of v.queues.values()) q.afterRecovery();
       broker.store.markRunning();
       broker.startMonitor();
       await broker.listen();

@@ -61,6 +61,8 @@ export class Queue implements Destination, Pager {
    * message, behind earlier returns. 0: returns keep their old places (classic queues).
    */
   private returnSeq = 0;
+  /** recovered entries a crash left delivered past the delivery limit (afterRecovery) */
+  private overLimit: QueueEntry[] = [];
   /** after an unclean start: entries with seq below this count as possibly delivered */
   private recoveredUpTo = 0;
   // x-arguments
@@ -270,13 +272,8 @@ export class Queue implements Destination, Pager {
     else if (returned && this.deliveryLimit < 0) this.ready.push(this.moved(entry, this.nextSeq++));
     else if (this.returnSeq > 0) this.ready.requeue(this.moved(entry, this.returnSeq++));
     else this.ready.requeue(entry);
-    // a classic queue's limit holds for what comes back too: the head goes, as RabbitMQ's does
-    if (
-      (this.maxLength >= 0 || this.maxBytes >= 0) &&
-      this.overflow === 'drop-head' &&
-      !this.countsDeliveries
-    )
-      this.dropOverflow();
+    // the limit holds for what comes back too: the head goes, as RabbitMQ's does
+    if ((this.maxLength >= 0 || this.maxBytes >= 0) && this.overflow === 'drop-head') this.dropOverflow();
     if (entry.expiresAt !== 0) this.armExpiry(entry.expiresAt);
     if (this.ring.length > 0) scheduleDelivery(this);
   }
@@ -360,11 +357,16 @@ export class Queue implements Destination, Pager {
       for (const r of page) {
         if (full()) break;
         const e = this.entryFor(r);
-        ready.push(e);
-        if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
         last = r.seq;
         if (last < QUORUM_BASE) lastReturn = last;
         total++;
+        // delivered past the limit before a crash, never returned: it goes once the broker is up
+        if (this.deliveryLimit >= 0 && e.deliveries > this.deliveryLimit) {
+          this.overLimit.push(e);
+          continue;
+        }
+        ready.push(e);
+        if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
       }
       if (page.length < RECOVER_PAGE || full()) break;
     }
@@ -387,6 +389,17 @@ export class Queue implements Destination, Pager {
     }
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = last + 1;
     return total;
+  }
+
+  /**
+   * After recovery (and the store's cleanup): what a crash left delivered past the quorum
+   * delivery limit is dead-lettered (or dropped), as its return would have done.
+   */
+  afterRecovery(): number {
+    const list = this.overLimit;
+    this.overLimit = [];
+    for (const e of list) this.dead(e.msg, 'delivery_limit', e);
+    return list.length;
   }
 
   /** A delivered entry was rejected without requeue: dead-letter it (reason rejected). */

@@ -144,6 +144,30 @@ describe('quorum queues: where deliveries come back', () => {
     });
   });
 
+  it('x-max-length holds for what comes back: the head goes, as RabbitMQ 3.10.8', async () => {
+    await withBroker(async (broker) => {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      const run = async (q: string, settle: 'close' | 'nack') => {
+        await ch.queueDeclare(q, { durable: true }, { ...QUORUM, 'x-max-length': 3 });
+        await publish(ch, q, ['m1', 'm2', 'm3']);
+        const holder = await client.channel();
+        const held = await take(holder, q, 2);
+        await publish(ch, q, ['m4', 'm5', 'm6']); // m3 goes
+        if (settle === 'close') await holder.close();
+        else {
+          for (const m of held) await m.nack(true);
+          await holder.close();
+        }
+        return drain(ch, q);
+      };
+      // returned to the front, they are the head that goes; nacked to the back, m4 and m5 go
+      expect(await run('ql-close', 'close')).toBe('m4 m5 m6');
+      expect(await run('ql-nack', 'nack')).toBe('m6 m1* m2*');
+      await client.close();
+    });
+  });
+
   it('a restart keeps the returned order and the delivery counts', async () => {
     const dataDir = tempDir();
     const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
@@ -203,6 +227,36 @@ describe('quorum queues: where deliveries come back', () => {
     } finally {
       await broker.stop();
     }
+  });
+
+  it('deliveries a crash left past the delivery limit are dead-lettered at the restart, as their return would', async () => {
+    const dataDir = tempDir();
+    let b: ChildBroker = await startBroker(dataDir);
+    const { client } = await connectAmqpClient(b.url);
+    const ch = await client.channel();
+    await ch.queueDeclare('k9dlq', { durable: true });
+    await ch.queueDeclare(
+      'k9',
+      { durable: true },
+      {
+        ...QUORUM,
+        'x-delivery-limit': 0,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': 'k9dlq',
+      },
+    );
+    await ch.confirmSelect();
+    await publish(ch, 'k9', ['m1', 'm2', 'm3', 'm4', 'm5']);
+    await take(await client.channel(), 'k9', 3);
+    // the deliveries' counts are on disk once a later publish is confirmed
+    await publish(ch, 'k9dlq', ['marker']);
+    expect((await b.kill()).signal).toBe('SIGKILL');
+    b = await startBroker(dataDir);
+    const again = (await connectAmqpClient(b.url)).client;
+    const ch2 = await again.channel();
+    expect(await drain(ch2, 'k9')).toBe('m4 m5');
+    expect(await drain(ch2, 'k9dlq')).toBe('marker* m1 m2 m3'); // after a crash, classic queues flag all
+    await again.close();
   });
 
   it('a crash (kill -9) keeps the returned order', async () => {
