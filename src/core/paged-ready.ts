@@ -77,6 +77,15 @@ export class PagedReady implements ReadyList {
     this.pageOut();
   }
 
+  /**
+   * Recovery: an entry that goes ahead of everything (a quorum queue's returned deliveries),
+   * kept in memory whatever the page limits, so the on-disk segment starts after them and
+   * later returns still go in front of it.
+   */
+  pushFront(e: QueueEntry): void {
+    this.head.push(e);
+  }
+
   /** Moves safely stored entries from the front of the tail into the on-disk segment. */
   pageOut(): void {
     const settled = this.pager.store!.settledBatch;

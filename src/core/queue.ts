@@ -350,42 +350,47 @@ export class Queue implements Destination, Pager {
     const paged = ready instanceof PagedReady;
     const full = (): boolean => paged && (ready.pagingOut || ready.length >= PAGE_COUNT);
     let last = 0;
-    let lastReturn = 0;
     let total = 0;
     for (let from = 0; ; from = last + 1) {
       const page = store.messages(this.id, from, RECOVER_PAGE);
+      let stopped = false;
       for (const r of page) {
-        if (full()) break;
+        // a quorum queue's returns (below QUORUM_BASE) all come back into memory: they were
+        // there before, and a return after the restart must go in front of every one of them
+        const front = this.countsDeliveries && r.seq < QUORUM_BASE;
+        if (!front && full()) {
+          stopped = true;
+          break;
+        }
         const e = this.entryFor(r);
         last = r.seq;
-        if (last < QUORUM_BASE) lastReturn = last;
         total++;
         // delivered past the limit before a crash, never returned: it goes once the broker is up
         if (this.deliveryLimit >= 0 && e.deliveries > this.deliveryLimit) {
           this.overLimit.push(e);
           continue;
         }
-        ready.push(e);
+        if (front && paged) ready.pushFront(e);
+        else ready.push(e);
         if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
       }
-      if (page.length < RECOVER_PAGE || full()) break;
+      if (page.length < RECOVER_PAGE || stopped) break;
     }
     const rest = paged ? store.extent(this.id, last + 1) : null;
-    const loadedUpTo = last;
     if (rest !== null && rest.count > 0) {
-      (ready as PagedReady).recoverSegment(last + 1, rest.lastSeq, rest.count);
+      // a quorum queue's segment holds published messages only (all returns were loaded): it
+      // starts at QUORUM_BASE or later, so the store keys of returns to come lie outside it
+      const from = this.countsDeliveries ? Math.max(last + 1, QUORUM_BASE) : last + 1;
+      (ready as PagedReady).recoverSegment(from, rest.lastSeq, rest.count);
       last = rest.lastSeq;
       total += rest.count;
     }
     this.nextSeq = last + 1;
     if (this.countsDeliveries) {
+      // returns go on after the last one stored (one read back: the part below QUORUM_BASE may
+      // not all have been loaded)
       this.nextSeq = Math.max(last + 1, QUORUM_BASE);
-      // returns go on after the last one stored, found only if the part below QUORUM_BASE was
-      // read (a store written before returns went to the front keeps their old places)
-      if (last < QUORUM_BASE) this.returnSeq = last + 1;
-      else if (loadedUpTo >= QUORUM_BASE || rest === null || rest.count === 0)
-        this.returnSeq = lastReturn + 1;
-      else this.returnSeq = 0;
+      this.returnSeq = store.lastSeqBelow(this.id, QUORUM_BASE) + 1;
     }
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = last + 1;
     return total;

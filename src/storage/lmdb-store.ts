@@ -381,6 +381,10 @@ export class LmdbStore implements Store {
     return this.t.extent(queueId, fromSeq);
   }
 
+  lastSeqBelow(queueId: number, below: number): number {
+    return this.t.lastSeqBelow(queueId, below);
+  }
+
   finishDeletes(): Promise<void> {
     return this.t.finishDeletes();
   }

@@ -272,6 +272,19 @@ export class LmdbTables {
     return { count, lastSeq };
   }
 
+  /** The highest seq a queue has stored below `below` (0: none): one key read, backwards. */
+  lastSeqBelow(queueId: number, below: number): number {
+    if (below <= 1) return 0;
+    const start = messageKey(Buffer.allocUnsafe(12), queueId, below - 1);
+    const end = messageKey(Buffer.allocUnsafe(12), queueId, 0);
+    for (const k of this.msgs.getKeys({ start, end, reverse: true, limit: 2 })) {
+      const key = k as Buffer;
+      const seq = key.readUInt32BE(4) * 4294967296 + key.readUInt32BE(8);
+      if (key.readUInt32BE(0) === queueId && seq < below && seq > 0) return seq;
+    }
+    return 0;
+  }
+
   /** After a successful recovery: until close() says otherwise, this run counts as unclean. */
   markRunning(): void {
     this.env.putSync('clean', 0);

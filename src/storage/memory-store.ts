@@ -448,6 +448,13 @@ export class MemoryStore implements Store {
     return { count, lastSeq: count > 0 ? q.seqs[q.seqs.length - 1]! : 0 };
   }
 
+  lastSeqBelow(queueId: number, below: number): number {
+    const q = this.disk?.queues.get(queueId);
+    if (q === undefined) return 0;
+    const i = lowerBound(q.seqs, below) - 1;
+    return i >= 0 ? q.seqs[i]! : 0;
+  }
+
   /** Range deletions are applied whole at commit: none is ever left unfinished. */
   async finishDeletes(): Promise<void> {}
 

@@ -109,6 +109,8 @@ export interface Store {
   ): void;
   /** How many messages of a queue are stored from `fromSeq` on, and the last seq. */
   extent(queueId: number, fromSeq: number): { count: number; lastSeq: number };
+  /** The highest seq a queue has stored below `below` (0: none). */
+  lastSeqBelow(queueId: number, below: number): number;
   /** Deletes a queue's stored messages with seq in [fromSeq, toSeq] (paged out, never loaded). */
   removeRange(queueId: number, fromSeq: number, toSeq: number): void;
   /**

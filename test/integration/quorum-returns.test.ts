@@ -259,6 +259,49 @@ describe('quorum queues: where deliveries come back', () => {
     await again.close();
   });
 
+  it('after a restart, returns go behind every earlier one, also when those are more than memory pages hold', async () => {
+    const dataDir = tempDir();
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    let broker = await start();
+    try {
+      const { client } = await connectAmqpClient(broker.url);
+      const ch = await client.channel();
+      await ch.queueDeclare('big', { durable: true }, { ...QUORUM, 'x-delivery-limit': 10 });
+      await ch.confirmSelect();
+      const body = 'x'.repeat(128 * 1024);
+      for (let i = 1; i <= 400; i++) await ch.basicPublish('', 'big', `${i}:${body}`, { deliveryMode: 2 });
+      // 300 x 128 KiB returned to the front: more than the 32 MiB a queue keeps in memory
+      const holder = await client.channel();
+      await holder.basicQos(300);
+      let held = 0;
+      await holder.basicConsume('big', { noAck: false }, () => {
+        held++;
+      });
+      await waitFor(() => held === 300, '300 held');
+      await holder.close();
+      await client.close();
+      await broker.stop();
+      broker = await start();
+      const again = (await connectAmqpClient(broker.url)).client;
+      const ch2 = await again.channel();
+      const first = await ch2.basicGet('big', { noAck: false });
+      expect(first!.bodyString()!.split(':')[0]).toBe('1');
+      await first!.nack(true); // with a delivery limit: to the front, behind the 299 others
+      const order: string[] = [];
+      for (;;) {
+        const m = await ch2.basicGet('big', { noAck: true });
+        if (m === null) break;
+        order.push(m.bodyString()!.split(':')[0]!);
+      }
+      expect(order.length).toBe(400);
+      expect(order.slice(0, 3)).toEqual(['2', '3', '4']);
+      expect(order.slice(298, 301)).toEqual(['300', '1', '301']);
+      await again.close();
+    } finally {
+      await broker.stop();
+    }
+  });
+
   it('a crash (kill -9) keeps the returned order', async () => {
     const dataDir = tempDir();
     let b: ChildBroker = await startBroker(dataDir);

@@ -619,6 +619,27 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(await closedCount('bodies')).toBe(0);
     });
 
+    it('lastSeqBelow() finds the highest stored seq below a bound, per queue', async () => {
+      const big = 2 ** 40;
+      for (const [q, seq] of [
+        [Q1, 3],
+        [Q1, 7],
+        [Q1, big],
+        [Q1, big + 5],
+        [Q2, 9],
+      ] as const) {
+        const m = message(`s${seq}`);
+        store.enqueue(q, new QueueEntry(m, seq, 0), m);
+      }
+      await commitAndSettle(store);
+      expect(store.lastSeqBelow(Q1, big)).toBe(7);
+      expect(store.lastSeqBelow(Q1, 7)).toBe(3);
+      expect(store.lastSeqBelow(Q1, 3)).toBe(0);
+      expect(store.lastSeqBelow(Q1, 2 ** 41)).toBe(big + 5);
+      expect(store.lastSeqBelow(Q2, big)).toBe(9);
+      expect(store.lastSeqBelow(Q3, big)).toBe(0);
+    });
+
     it('a shared message whose every entry is recorded again under a new seq in one batch keeps its body', async () => {
       // a quorum queue moves a returned entry (remove, then enqueue under a new seq); a message
       // fanned out to two quorum queues can come back from both in one tick
