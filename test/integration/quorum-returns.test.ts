@@ -30,6 +30,12 @@ function tempDir(): string {
   return d;
 }
 
+/** Starts brokers in-process on one temp data dir: each call a restart on the same store. */
+function storedBroker(): () => Promise<Broker> {
+  const dataDir = tempDir();
+  return () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+}
+
 async function publish(ch: AMQPChannel, q: string, bodies: string[]): Promise<void> {
   for (const b of bodies) await ch.basicPublish('', q, b, { deliveryMode: 2 });
 }
@@ -169,8 +175,7 @@ describe('quorum queues: where deliveries come back', () => {
   });
 
   it('a restart keeps the returned order and the delivery counts', async () => {
-    const dataDir = tempDir();
-    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    const start = storedBroker();
     let broker = await start();
     try {
       const main = await returnTwice(broker.url, 'getterFirst');
@@ -198,8 +203,7 @@ describe('quorum queues: where deliveries come back', () => {
   });
 
   it('a message fanned out to two quorum queues and returned by both is still there after a restart', async () => {
-    const dataDir = tempDir();
-    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    const start = storedBroker();
     let broker = await start();
     try {
       const { client } = await connectAmqpClient(broker.url);
@@ -260,8 +264,7 @@ describe('quorum queues: where deliveries come back', () => {
   });
 
   it('after a restart, returns go behind every earlier one, also when those are more than memory pages hold', async () => {
-    const dataDir = tempDir();
-    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    const start = storedBroker();
     let broker = await start();
     try {
       const { client } = await connectAmqpClient(broker.url);
