@@ -6,6 +6,9 @@ import type { Message } from './message.js';
 import type { Queue } from './queue.js';
 import type { CongestibleConsumer } from './queue-congestion.js';
 
+/** A quorum queue numbers published messages from here, and deliveries returned to its front below. */
+export const QUORUM_BASE = 2 ** 40;
+
 /** One message in one queue. */
 export class QueueEntry {
   /** times delivered before (redelivered = deliveries > 0) */

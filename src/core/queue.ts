@@ -10,17 +10,21 @@ import { ConsumerRing } from './consumer-ring.js';
 import { scheduleDelivery } from './delivery.js';
 import type { Binding, Destination } from './exchange/exchange.js';
 import { Message } from './message.js';
-import { PAGE_COUNT, PagedReady, type Pager } from './paged-ready.js';
+import { PagedReady, type Pager } from './paged-ready.js';
 import { Congestion } from './queue-congestion.js';
-import { type DeadLetterSink, type DeathReason, type QueueConsumer, QueueEntry } from './queue-entry.js';
+import {
+  type DeadLetterSink,
+  type DeathReason,
+  QUORUM_BASE,
+  type QueueConsumer,
+  QueueEntry,
+} from './queue-entry.js';
+import { readBack } from './queue-recovery.js';
 import { FifoReady, PriorityReady, type ReadyList } from './ready-list.js';
 
 /** Most messages a queue delivers in one pass before letting others run; most expired dropped. */
 const PASS_BUDGET = 4096;
 const EXPIRE_CAP = 10_000;
-const RECOVER_PAGE = 2000; // stored records per read while recovering
-/** A quorum queue numbers published messages from here, and deliveries returned to its front below. */
-const QUORUM_BASE = 2 ** 40;
 
 type Overflow = 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
 
@@ -345,50 +349,11 @@ export class Queue implements Destination, Pager {
     if (this.store === null) return 0;
     // after a crash, classic queues take every message as maybe delivered; quorum queues know
     if (store.uncleanStart && !this.countsDeliveries) this.recoveredUpTo = Number.MAX_SAFE_INTEGER;
-    // until the ready list pages out (by count or bytes), the rest is its on-disk segment
-    const ready = this.ready;
-    const paged = ready instanceof PagedReady;
-    const full = (): boolean => paged && (ready.pagingOut || ready.length >= PAGE_COUNT);
-    let last = 0;
-    let total = 0;
-    for (let from = 0; ; from = last + 1) {
-      const page = store.messages(this.id, from, RECOVER_PAGE);
-      let stopped = false;
-      for (const r of page) {
-        // a quorum queue's returns (below QUORUM_BASE) all come back into memory: they were
-        // there before, and a return after the restart must go in front of every one of them
-        const front = this.countsDeliveries && r.seq < QUORUM_BASE;
-        if (!front && full()) {
-          stopped = true;
-          break;
-        }
-        const e = this.entryFor(r);
-        last = r.seq;
-        total++;
-        // delivered past the limit before a crash, never returned: it goes once the broker is up
-        if (this.deliveryLimit >= 0 && e.deliveries > this.deliveryLimit) {
-          this.overLimit.push(e);
-          continue;
-        }
-        if (front && paged) ready.pushFront(e);
-        else ready.push(e);
-        if (e.expiresAt !== 0) this.armExpiry(e.expiresAt);
-      }
-      if (page.length < RECOVER_PAGE || stopped) break;
-    }
-    const rest = paged ? store.extent(this.id, last + 1) : null;
-    if (rest !== null && rest.count > 0) {
-      // a quorum queue's segment holds published messages only (all returns were loaded): it
-      // starts at QUORUM_BASE or later, so the store keys of returns to come lie outside it
-      const from = this.countsDeliveries ? Math.max(last + 1, QUORUM_BASE) : last + 1;
-      (ready as PagedReady).recoverSegment(from, rest.lastSeq, rest.count);
-      last = rest.lastSeq;
-      total += rest.count;
-    }
+    const { last, total, overLimit } = readBack(store, this, this.deliveryLimit, (at) => this.armExpiry(at));
+    this.overLimit = overLimit;
     this.nextSeq = last + 1;
     if (this.countsDeliveries) {
-      // returns go on after the last one stored (one read back: the part below QUORUM_BASE may
-      // not all have been loaded)
+      // returns go on after the last one stored (a crash's over-limit ones included)
       this.nextSeq = Math.max(last + 1, QUORUM_BASE);
       this.returnSeq = store.lastSeqBelow(this.id, QUORUM_BASE) + 1;
     }
