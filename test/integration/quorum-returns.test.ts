@@ -30,10 +30,25 @@ function tempDir(): string {
   return d;
 }
 
-/** Starts brokers in-process on one temp data dir: each call a restart on the same store. */
-function storedBroker(): () => Promise<Broker> {
+/**
+ * Runs `fn` against an in-process broker on its own temp data dir; `restart()` stops it and
+ * starts another on the same store. The last one is stopped afterwards.
+ */
+async function withStoredBroker(
+  fn: (first: Broker, restart: () => Promise<Broker>) => Promise<void>,
+): Promise<void> {
   const dataDir = tempDir();
-  return () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+  const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+  let broker = await start();
+  try {
+    await fn(broker, async () => {
+      await broker.stop();
+      broker = await start();
+      return broker;
+    });
+  } finally {
+    await broker.stop();
+  }
 }
 
 async function publish(ch: AMQPChannel, q: string, bodies: string[]): Promise<void> {
@@ -175,13 +190,11 @@ describe('quorum queues: where deliveries come back', () => {
   });
 
   it('a restart keeps the returned order and the delivery counts', async () => {
-    const start = storedBroker();
-    let broker = await start();
-    try {
+    await withStoredBroker(async (started, restart) => {
+      let broker = started;
       const main = await returnTwice(broker.url, 'getterFirst');
       await main.close();
-      await broker.stop();
-      broker = await start();
+      broker = await restart();
       const { client } = await connectAmqpClient(broker.url);
       const ch = await client.channel();
       // q4 is still first; returned again, it goes behind q2, the return after it
@@ -197,15 +210,12 @@ describe('quorum queues: where deliveries come back', () => {
       }
       expect(seen).toEqual(['q2:1', 'q4:2', 'q5:0', 'q3:1']);
       await client.close();
-    } finally {
-      await broker.stop();
-    }
+    });
   });
 
   it('a message fanned out to two quorum queues and returned by both is still there after a restart', async () => {
-    const start = storedBroker();
-    let broker = await start();
-    try {
+    await withStoredBroker(async (started, restart) => {
+      let broker = started;
       const { client } = await connectAmqpClient(broker.url);
       const ch = await client.channel();
       await ch.exchangeDeclare('fan', 'fanout', { durable: true });
@@ -221,16 +231,13 @@ describe('quorum queues: where deliveries come back', () => {
       await take(holder, 'f2', 3);
       await holder.close();
       await client.close();
-      await broker.stop();
-      broker = await start();
+      broker = await restart();
       const again = (await connectAmqpClient(broker.url)).client;
       const ch2 = await again.channel();
       expect(await drain(ch2, 'f1')).toBe('m0* m1* m2*');
       expect(await drain(ch2, 'f2')).toBe('m0* m1* m2*');
       await again.close();
-    } finally {
-      await broker.stop();
-    }
+    });
   });
 
   it('deliveries a crash left past the delivery limit are dead-lettered at the restart, as their return would', async () => {
@@ -264,9 +271,8 @@ describe('quorum queues: where deliveries come back', () => {
   });
 
   it('after a restart, returns go behind every earlier one, also when those are more than memory pages hold', async () => {
-    const start = storedBroker();
-    let broker = await start();
-    try {
+    await withStoredBroker(async (started, restart) => {
+      let broker = started;
       const { client } = await connectAmqpClient(broker.url);
       const ch = await client.channel();
       await ch.queueDeclare('big', { durable: true }, { ...QUORUM, 'x-delivery-limit': 10 });
@@ -283,8 +289,7 @@ describe('quorum queues: where deliveries come back', () => {
       await waitFor(() => held === 300, '300 held');
       await holder.close();
       await client.close();
-      await broker.stop();
-      broker = await start();
+      broker = await restart();
       const again = (await connectAmqpClient(broker.url)).client;
       const ch2 = await again.channel();
       const first = await ch2.basicGet('big', { noAck: false });
@@ -300,9 +305,7 @@ describe('quorum queues: where deliveries come back', () => {
       expect(order.slice(0, 3)).toEqual(['2', '3', '4']);
       expect(order.slice(298, 301)).toEqual(['300', '1', '301']);
       await again.close();
-    } finally {
-      await broker.stop();
-    }
+    });
   });
 
   it('a crash (kill -9) keeps the returned order', async () => {
