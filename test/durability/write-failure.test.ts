@@ -66,6 +66,8 @@ describe('when store writes fail', () => {
     const failures = b.messages().filter((m) => m === 'store write failed; the affected confirms are nacked');
     expect(failures.length).toBeGreaterThanOrEqual(1);
     expect(failures.length).toBeLessThan(5);
+    // and only as the store's failure: no promise of the failed commit goes unhandled
+    expect(b.messages()).not.toContain('unhandled rejection');
     await b.kill();
 
     // without the limit, every confirmed message is there
