@@ -107,6 +107,11 @@ export class Channel implements ConfirmTarget {
   lastQueue = '';
   /** direct reply-to: the pseudo-queue consumed on amq.rabbitmq.reply-to, if any */
   replyQueue: Queue | null = null;
+  /**
+   * ... and its consumer, kept out of `consumers` as RabbitMQ keeps it: a normal consumer may
+   * take the same tag, and basic.cancel with that tag cancels the reply consumer first
+   */
+  replyConsumer: Consumer | null = null;
 
   constructor(conn: Connection, number: number, vhost: VHost) {
     this.conn = conn;
@@ -307,14 +312,22 @@ export class Channel implements ConfirmTarget {
   /** Detaches a consumer from its queue (auto-delete may remove the queue). */
   removeConsumer(c: Consumer): void {
     c.active = false;
+    if (c === this.replyConsumer) {
+      this.dropReplyQueue();
+      return;
+    }
     this.consumers.delete(c.tag);
     if (c.queue.removeConsumer(c)) this.vhost.removeQueue(c.queue);
-    if (c.queue === this.replyQueue) this.dropReplyQueue();
   }
 
   dropReplyQueue(): void {
     const q = this.replyQueue;
     if (!q) return;
+    if (this.replyConsumer !== null) {
+      this.replyConsumer.active = false;
+      q.removeConsumer(this.replyConsumer);
+      this.replyConsumer = null;
+    }
     this.replyQueue = null;
     this.vhost.defaultExchange.removeReplyQueue(q);
     q.markDeleted();

@@ -128,7 +128,8 @@ export class Connection implements FrameSink, HeartbeatOwner {
   }
 
   hasConsumers(): boolean {
-    for (const ch of this.channels.values()) if (ch.consumers.size > 0) return true;
+    for (const ch of this.channels.values())
+      if (ch.consumers.size > 0 || ch.replyConsumer !== null) return true;
     return false;
   }
 
@@ -443,7 +444,10 @@ export class Connection implements FrameSink, HeartbeatOwner {
   }
 
   private *allConsumers(): Iterable<Consumer> {
-    for (const ch of this.channels.values()) yield* ch.consumers.values();
+    for (const ch of this.channels.values()) {
+      yield* ch.consumers.values();
+      if (ch.replyConsumer !== null) yield ch.replyConsumer;
+    }
   }
 
   // ---------------------------------------------------------------- lifecycle

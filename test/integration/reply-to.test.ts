@@ -190,6 +190,41 @@ describe('direct reply-to RPC', () => {
   });
 });
 
+describe('direct reply-to consumer tags', () => {
+  it('a normal consumer may take the reply consumer’s tag, and basic.cancel with it cancels the reply consumer first', async () => {
+    await withBroker(async (broker) => {
+      const c = await amqplib.connect(broker.url);
+      const ch = await c.createChannel();
+      const other = await c.createChannel();
+      await ch.assertQueue('tagged', { exclusive: true });
+      await ch.consume(REPLY_TO, () => {}, { noAck: true, consumerTag: 'T' });
+      const normal = await ch.consume('tagged', () => {}, { noAck: true, consumerTag: 'T' });
+      expect(normal.consumerTag).toBe('T');
+      await ch.cancel('T');
+      // the normal consumer is still there; the reply consumer is not
+      expect((await other.checkQueue('tagged')).consumerCount).toBe(1);
+      const closed = new Promise<string>((resolve) => ch.on('error', (e: Error) => resolve(e.message)));
+      ch.publish('', 'tagged', Buffer.from('request'), { replyTo: REPLY_TO });
+      expect(await closed).toContain('PRECONDITION_FAILED - fast reply consumer does not exist');
+      expect((await other.checkQueue('tagged')).consumerCount).toBe(0);
+      await c.close();
+    });
+  });
+
+  it('a reply consumer may not take a normal consumer’s tag: 530, as RabbitMQ', async () => {
+    await withBroker(async (broker) => {
+      const c = await amqplib.connect(broker.url);
+      const closed = new Promise<string>((resolve) => c.on('error', (e: Error) => resolve(e.message)));
+      const ch = await c.createChannel();
+      ch.on('error', () => {});
+      await ch.assertQueue('tagged', { exclusive: true });
+      await ch.consume('tagged', () => {}, { noAck: true, consumerTag: 'T' });
+      await expect(ch.consume(REPLY_TO, () => {}, { noAck: true, consumerTag: 'T' })).rejects.toThrow();
+      expect(await closed).toContain("NOT_ALLOWED - attempt to reuse consumer tag 'T'");
+    });
+  });
+});
+
 describe('direct reply-to errors and declares', () => {
   it('consuming amq.rabbitmq.reply-to without no-ack closes the channel with 406', async () => {
     await withBroker(async (broker) => {

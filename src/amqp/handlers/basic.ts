@@ -218,6 +218,7 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
   // a reused tag is refused before the queue is looked at (530, a connection error)
   const tag =
     a.consumerTag === '' ? `amq.ctag-${randomBytes(16).toString('base64url').slice(0, 22)}` : a.consumerTag;
+  // (the reply-to consumer is not among them: a normal consumer may reuse its tag, as in RabbitMQ)
   if (ch.consumers.has(tag)) throw notAllowed(`attempt to reuse consumer tag '${tag}'`);
   let q: Queue;
   if (a.queue === REPLY_TO) {
@@ -252,7 +253,8 @@ export function basicConsume(ch: Channel, a: A.BasicConsume): void {
     throw notImplemented(`queue '${q.name}' in vhost '${ch.vhost.name}' does not support global qos`);
   const start = streamConsume(ch, q, a);
   const c = new Consumer(tag, ch, q, a.noAck, a.exclusive, priority, a.noAck ? 0 : ch.consumerPrefetch);
-  ch.consumers.set(tag, c);
+  if (q === ch.replyQueue) ch.replyConsumer = c;
+  else ch.consumers.set(tag, c);
   if (!a.noWait) {
     encodeBasicConsumeOk(conn.out, ch.number, { consumerTag: tag });
     conn.markDirty();
@@ -294,7 +296,8 @@ function replyQueue(ch: Channel, a: A.BasicConsume): Queue {
 }
 
 export function basicCancel(ch: Channel, a: A.BasicCancel): void {
-  const c = ch.consumers.get(a.consumerTag);
+  // the reply-to consumer first, when a normal consumer has the same tag (RabbitMQ's order)
+  const c = ch.replyConsumer?.tag === a.consumerTag ? ch.replyConsumer : ch.consumers.get(a.consumerTag);
   // unknown tags are answered with cancel-ok, as RabbitMQ does; deliveries stay unacked
   if (c !== undefined) ch.removeConsumer(c);
   if (!a.noWait) {
