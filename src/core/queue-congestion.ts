@@ -200,9 +200,8 @@ export class Congestion {
       const earned = loadBusy() ? delivered >> 1 : delivered;
       this.allowance = Math.min(this.allowance + earned, BUSY_ALLOWANCE);
       if (this.paced.size > 0 && this.allowance >= 1) this.releasePaced();
-    }
-    if (this.held.length === 0) return;
-    if (delivered > 0) {
+      // the consumers take again: a stuck queue holds publishers again (it holds none while stuck,
+      // so this cannot wait for a held one)
       this.progressed = true;
       this.stuck = false;
     }

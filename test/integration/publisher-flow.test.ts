@@ -146,6 +146,56 @@ describe('publisher flow per queue', () => {
     );
   });
 
+  it('holds publishers again once the consumers that took nothing for the hold limit read again', async () => {
+    await withBroker(
+      async (broker) => {
+        const { client: consumer, errors } = await connectClient(broker.url);
+        await declare(await consumer.channel(), 'again');
+        const c = await consumeAll(consumer, 'again');
+        const socket = consumer.socket!;
+        socket.pause();
+        const pub = await connectAmqplib(broker.url);
+        // the consumer reads nothing for the hold limit: the publisher is let go
+        await publishAll(pub.model, 'again', { n: 0 });
+        socket.resume();
+        await waitFor(() => c.seen.length === N, `the first ${N} messages`, 20_000);
+
+        // now it reads, slowly: the queue holds the publisher again, so its backlog stays near DEEP
+        socket.pause();
+        const reader = setInterval(() => {
+          socket.resume();
+          setTimeout(() => socket.pause(), 1);
+        }, 20);
+        const { client: observer } = await connectClient(broker.url);
+        let finished = false;
+        const done = publishAll(pub.model, 'again', { n: 0 }).then(() => {
+          finished = true;
+        });
+        let deepest = 0;
+        while (!finished) {
+          deepest = Math.max(deepest, await readyCount(observer, 'again'));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await done;
+        clearInterval(reader);
+        // (after the last burst's pause)
+        await new Promise((r) => setTimeout(r, 20));
+        socket.resume();
+        await waitFor(() => c.seen.length === 2 * N, `all ${2 * N} messages`, 20_000);
+        expect(deepest).toBeLessThan(DEEP + 16);
+        const batch = Array.from({ length: N }, (_, i) => i);
+        expect(c.seen).toEqual([...batch, ...batch]);
+        expect(c.bad()).toBe(0);
+        await pub.model.close();
+        await observer.close();
+        await consumer.close();
+        expect(pub.errors).toEqual([]);
+        expect(errors).toEqual([]);
+      },
+      { flowHoldLimit: 300 },
+    );
+  });
+
   it('never holds a connection whose own output is backed up', async () => {
     await withBroker(
       async (broker) => {
