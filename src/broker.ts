@@ -184,7 +184,9 @@ export class Broker implements ConnectionContext {
     const floor = this.config.diskFreeLimit * 1048576;
     const dir = resolve(this.config.dataDir);
     const check = () => {
-      const rss = process.memoryUsage.rss();
+      const rss = residentBytes();
+      // (unreadable: the process is out of file descriptors; the alarm stays as it was)
+      if (rss < 0) return;
       if (rss > limit !== this.flow.reasons.includes('memory')) {
         this.log.warn(
           { rss, limit },
@@ -317,5 +319,14 @@ export class Broker implements ConnectionContext {
     await store.close();
     this.lock?.release();
     this.lock = null;
+  }
+}
+
+/** The process's RSS, or -1 when it cannot be read (reading /proc needs a file descriptor). */
+function residentBytes(): number {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return -1;
   }
 }

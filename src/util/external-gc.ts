@@ -56,9 +56,18 @@ let threshold = FLOOR;
 /** Called a few times a second: collects when external memory grew well past its live size. */
 export function checkExternalMemory(): void {
   if (collect === null) return;
-  const m = process.memoryUsage();
+  const m = memoryUsage();
   // a full collection of a big heap is a long pause; V8's own schedule copes there
-  if (m.arrayBuffers < threshold || m.heapUsed > HEAP_CAP) return;
+  if (m === null || m.arrayBuffers < threshold || m.heapUsed > HEAP_CAP) return;
   collect();
-  threshold = Math.max(FLOOR, process.memoryUsage().arrayBuffers * 2);
+  threshold = Math.max(FLOOR, (memoryUsage()?.arrayBuffers ?? 0) * 2);
+}
+
+/** process.memoryUsage() reads /proc for the RSS: null when the process is out of file descriptors. */
+function memoryUsage(): NodeJS.MemoryUsage | null {
+  try {
+    return process.memoryUsage();
+  } catch {
+    return null;
+  }
 }

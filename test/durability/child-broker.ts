@@ -54,6 +54,8 @@ const running = new Set<ChildProcess>();
 export interface SpawnOptions {
   /** RLIMIT_FSIZE for the broker, in KiB: its store cannot grow past it */
   fileSizeLimitKiB?: number;
+  /** RLIMIT_NOFILE for the broker: at most this many file descriptors */
+  fdLimit?: number;
 }
 
 /**
@@ -80,19 +82,17 @@ export function spawnBroker(
   ];
   // a file size limit (ulimit -f) makes writes past it fail with EFBIG; SIGXFSZ, which would
   // kill the process instead, is ignored (an ignored signal stays ignored across exec)
+  let limits = '';
+  if (opts.fileSizeLimitKiB !== undefined) limits += `trap '' XFSZ; ulimit -f ${opts.fileSizeLimitKiB}; `;
+  if (opts.fdLimit !== undefined) limits += `ulimit -n ${opts.fdLimit}; `;
   const child =
-    opts.fileSizeLimitKiB === undefined
+    limits === ''
       ? spawn(process.execPath, args, { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(
-          '/bin/sh',
-          [
-            '-c',
-            `trap '' XFSZ; ulimit -f ${opts.fileSizeLimitKiB}; exec "$0" "$@"`,
-            process.execPath,
-            ...args,
-          ],
-          { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
-        );
+      : spawn('/bin/sh', ['-c', `${limits}exec "$0" "$@"`, process.execPath, ...args], {
+          cwd: ROOT,
+          env: cleanEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   running.add(child);
   let out = '';
   let err = '';
