@@ -8,7 +8,14 @@ import { describe, expect, it } from 'vitest';
 import * as M from '../../src/protocol/generated/methods.js';
 import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
-import { bytes, expectStillServing, frame, PROTOCOL_HEADER, RawClient } from '../helpers/raw-client.js';
+import {
+  bytes,
+  expectStillServing,
+  frame,
+  PROTOCOL_HEADER,
+  publishBytes,
+  RawClient,
+} from '../helpers/raw-client.js';
 
 const PACKAGE_VERSION = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -513,6 +520,54 @@ describe('heartbeats', () => {
         expect(hb.channel).toBe(0);
         expect(hb.payload.length).toBe(0);
         expect(c.raw.includes(Buffer.from([8, 0, 0, 0, 0, 0, 0, 0xce]))).toBe(true);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  /** Opens channel 1 with a manual-ack consumer on a fresh queue and takes one delivery. */
+  async function deliveredOne(c: RawClient): Promise<void> {
+    c.send((w) => M.encodeChannelOpen(w, 1, {}));
+    await c.expectMethod(Method.CHANNEL_OPEN_OK);
+    c.send((w) => M.encodeQueueDeclare(w, 1, { queue: 'acked', exclusive: true } as M.QueueDeclare));
+    await c.expectMethod(Method.QUEUE_DECLARE_OK);
+    c.send((w) => M.encodeBasicConsume(w, 1, { queue: 'acked', consumerTag: 'c' } as M.BasicConsume));
+    await c.expectMethod(Method.BASIC_CONSUME_OK);
+    c.write(publishBytes(1, 'acked', 'm'));
+    await c.expectMethod(Method.BASIC_DELIVER);
+  }
+
+  it('an ack that nothing answers is followed by a heartbeat frame, so the TCP acknowledgement goes at once', async () => {
+    // (a client with Nagle's algorithm on holds its next small write until that acknowledgement)
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port, { heartbeat: 60 });
+      try {
+        await deliveredOne(c);
+        const before = c.frames.length;
+        c.send((w) => M.encodeBasicAck(w, 1, { deliveryTag: 1, multiple: false }));
+        // the periodic heartbeat would come 30 s after our last write
+        await c.until(() => c.frames.length > before, 'a frame after the ack');
+        expect(c.frames.slice(before).map((f) => `${f.type}:${f.channel}:${f.payload.length}`)).toEqual([
+          '8:0:0',
+        ]);
+      } finally {
+        c.close();
+      }
+    });
+  });
+
+  it('a client that negotiated no heartbeats gets no heartbeat frame after an ack', async () => {
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port, { heartbeat: 0 });
+      try {
+        await deliveredOne(c);
+        const before = c.frames.length;
+        c.send((w) => M.encodeBasicAck(w, 1, { deliveryTag: 1, multiple: false }));
+        await new Promise((r) => setTimeout(r, 100));
+        c.send((w) => M.encodeBasicQos(w, 1, { prefetchSize: 0, prefetchCount: 5, global: false }));
+        await c.expectMethod(Method.BASIC_QOS_OK);
+        expect(c.frames.slice(before).map((f) => f.name)).toEqual(['basic.qos-ok']);
       } finally {
         c.close();
       }
