@@ -174,12 +174,12 @@ export class PagedReady implements ReadyList {
   }
 
   /** Recovery: the first stored entries are loaded, the rest of the queue stays on disk. */
-  recoverSegment(fromSeq: number, toSeq: number, count: number): void {
+  recoverSegment(fromSeq: number, toSeq: number, count: number, bytes: number): void {
     if (count <= 0) return;
     this.segFrom = fromSeq;
     this.segTo = toSeq;
     this.segCount = count;
-    this.segBytes = 0;
+    this.segBytes = bytes;
     this.paging = true;
   }
 }

@@ -17,6 +17,8 @@ export interface Recovering extends Pager {
   readonly ready: ReadyList;
   /** a quorum queue: returns stored below QUORUM_BASE */
   readonly countsDeliveries: boolean;
+  /** x-max-length-bytes is set: the ready list's body bytes matter */
+  readonly countsBytes: boolean;
 }
 
 export interface ReadBack {
@@ -64,12 +66,13 @@ export function readBack(
     }
     if (page.length < RECOVER_PAGE || stopped) break;
   }
-  const rest = paged ? store.extent(q.id, last + 1) : null;
+  // (body bytes only where x-max-length-bytes counts them: it reads every record)
+  const rest = paged ? store.extent(q.id, last + 1, q.countsBytes) : null;
   if (rest !== null && rest.count > 0) {
     // a quorum queue's segment holds published messages only (all returns were loaded): it
     // starts at QUORUM_BASE or later, so the store keys of returns to come lie outside it
     const from = q.countsDeliveries ? Math.max(last + 1, QUORUM_BASE) : last + 1;
-    (ready as PagedReady).recoverSegment(from, rest.lastSeq, rest.count);
+    (ready as PagedReady).recoverSegment(from, rest.lastSeq, rest.count, rest.bytes);
     last = rest.lastSeq;
     total += rest.count;
   }

@@ -73,6 +73,9 @@ export class Queue implements Destination, Pager {
   private readonly ttl: number;
   private readonly maxLength: number;
   private readonly maxBytes: number;
+  get countsBytes(): boolean {
+    return this.maxBytes >= 0;
+  }
   private readonly overflow: Overflow;
   readonly deadLetterExchange: string | undefined;
   readonly deadLetterRoutingKey: string | undefined;

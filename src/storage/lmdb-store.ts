@@ -25,6 +25,7 @@ import {
   type ConfirmTarget,
   type Definition,
   EntryState,
+  type Extent,
   type RecoveredMessage,
   type Store,
   type StoredEntry,
@@ -377,8 +378,8 @@ export class LmdbStore implements Store {
     this.t.scanSizes(queueId, fromSeq, fn);
   }
 
-  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
-    return this.t.extent(queueId, fromSeq);
+  extent(queueId: number, fromSeq: number, bodies = false): Extent {
+    return this.t.extent(queueId, fromSeq, bodies);
   }
 
   lastSeqBelow(queueId: number, below: number): number {

@@ -27,8 +27,9 @@ import {
   recoveredMessage,
   u32Key,
   u64Key,
+  wireBodyLength,
 } from './records.js';
-import type { Definition, RecoveredMessage, StoredMessage } from './store.js';
+import type { Definition, Extent, RecoveredMessage, StoredMessage } from './store.js';
 
 /**
  * LMDB page size for new stores (an existing store keeps its own). With remapChunks lmdb-js
@@ -64,14 +65,30 @@ interface Dbs {
   deliv: Database<Buffer, Buffer>;
   bodies: Database<Buffer, Buffer>;
   bodySizes: Database<number, Buffer>;
+  /** the shared bodies db read for each body's length only (its wire message's body) */
+  bodyLengths: Database<number, Buffer>;
   refs: Database<Buffer, Buffer>;
   defs: Database<Definition, Buffer>;
   purges: Database<Buffer, Buffer>;
 }
 
+/** Shared bodies read as their body's length only. */
+const BODY_LENGTHS = {
+  encoder: {
+    encode: (v: Buffer): Buffer => v,
+    decode: (b: Buffer, size?: number): number => wireBodyLength(b, 0, size ?? b.length),
+  },
+  compression: false,
+};
+
 /** A db's values read as their sizes only (lmdb-js hands the decoder its read buffer). */
 const SIZES = {
-  encoder: { encode: (v: Buffer): Buffer => v, decode: (_b: Buffer, size: number): number => size },
+  // (lmdb-js passes the size when it hands its shared read buffer, as getRange does; get() hands
+  // the value itself)
+  encoder: {
+    encode: (v: Buffer): Buffer => v,
+    decode: (b: Buffer, size?: number): number => size ?? b.length,
+  },
   compression: false,
 };
 
@@ -105,6 +122,10 @@ function openDbs(path: string): Dbs {
     deliv: env.openDB<Buffer, Buffer>('deliveries', bin),
     bodies: env.openDB<Buffer, Buffer>('bodies', bin),
     bodySizes: env.openDB<number, Buffer>('bodies', { keyEncoding: 'binary', ...SIZES } as DatabaseOptions),
+    bodyLengths: env.openDB<number, Buffer>('bodies', {
+      keyEncoding: 'binary',
+      ...BODY_LENGTHS,
+    } as DatabaseOptions),
     refs: env.openDB<Buffer, Buffer>('shared-refs', bin),
     purges: env.openDB<Buffer, Buffer>('purges', bin),
     defs: env.openDB<Definition, Buffer>('definitions', { keyEncoding: 'binary', compression: false }),
@@ -260,16 +281,25 @@ export class LmdbTables {
     }
   }
 
-  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
+  extent(queueId: number, fromSeq: number, bodies = false): Extent {
     const start = messageKey(Buffer.allocUnsafe(12), queueId, fromSeq);
     const end = messageKey(Buffer.allocUnsafe(12), queueId + 1, 0);
     let count = 0;
     let lastSeq = 0;
+    let bytes = 0;
+    if (bodies) {
+      for (const { key, value: m } of this.open.msgMeta.getRange({ start, end })) {
+        count++;
+        lastSeq = keySeq(key as Buffer);
+        bytes += m.kind === KIND_SHARED ? (this.open.bodyLengths.get(u64Key(m.bodyId)) ?? 0) : m.body;
+      }
+      return { count, lastSeq, bytes };
+    }
     for (const k of this.msgs.getKeys({ start, end })) {
       count++;
       lastSeq = (k as Buffer).readUInt32BE(4) * 4294967296 + (k as Buffer).readUInt32BE(8);
     }
-    return { count, lastSeq };
+    return { count, lastSeq, bytes };
   }
 
   /** The highest seq a queue has stored below `below` (0: none): one key read, backwards. */

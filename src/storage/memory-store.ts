@@ -11,6 +11,7 @@ import {
   readMessageRecord,
   recoveredMessage,
   sharedValue,
+  wireBodyLength,
   wireLength,
 } from './records.js';
 import {
@@ -18,6 +19,7 @@ import {
   type ConfirmTarget,
   type Definition,
   EntryState,
+  type Extent,
   type RecoveredMessage,
   type Store,
   type StoredEntry,
@@ -441,11 +443,23 @@ export class MemoryStore implements Store {
     }
   }
 
-  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number } {
+  extent(queueId: number, fromSeq: number, bodies = false): Extent {
     const q = this.disk?.queues.get(queueId);
-    if (q === undefined) return { count: 0, lastSeq: 0 };
-    const count = q.seqs.length - lowerBound(q.seqs, fromSeq);
-    return { count, lastSeq: count > 0 ? q.seqs[q.seqs.length - 1]! : 0 };
+    if (q === undefined) return { count: 0, lastSeq: 0, bytes: 0 };
+    const from = lowerBound(q.seqs, fromSeq);
+    const count = q.seqs.length - from;
+    let bytes = 0;
+    for (let i = from; bodies && i < q.seqs.length; i++) {
+      const r = readMessageRecord(q.records.get(q.seqs[i]!)!);
+      const body = this.disk!.bodies.get(r.bodyId)?.value;
+      bytes +=
+        r.wire !== undefined
+          ? r.wire.body.length
+          : body !== undefined
+            ? wireBodyLength(body, 0, body.length)
+            : 0;
+    }
+    return { count, lastSeq: count > 0 ? q.seqs[q.seqs.length - 1]! : 0, bytes };
   }
 
   lastSeqBelow(queueId: number, below: number): number {

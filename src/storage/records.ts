@@ -45,6 +45,19 @@ export function u32Key(n: number): Buffer {
   return b;
 }
 
+/**
+ * The body's length in a wire message at b[o, end) (u8 len | exchange | u8 len | routing key |
+ * u32 len | properties | body); 0 for one too short to hold its own lengths.
+ */
+export function wireBodyLength(b: Buffer, o: number, end: number): number {
+  if (o >= end) return 0;
+  o += 1 + b[o]!;
+  if (o >= end) return 0;
+  o += 1 + b[o]!;
+  if (o + 4 > end) return 0;
+  return Math.max(0, end - (o + 4 + b.readUInt32BE(o)));
+}
+
 export function wireLength(m: StoredMessage): number {
   return 2 + utf8Length(m.exchange) + utf8Length(m.routingKey) + 4 + m.properties.length + m.body.length;
 }
@@ -317,9 +330,11 @@ export interface RecordMeta {
   wire: number;
   /** shared: the body id */
   bodyId: number;
+  /** inline: the body's length */
+  body: number;
 }
 
-const META: RecordMeta = { kind: 0, expiresAt: 0, wire: 0, bodyId: 0 };
+const META: RecordMeta = { kind: 0, expiresAt: 0, wire: 0, bodyId: 0, body: 0 };
 
 /** lmdb-js value codec reading a message record's head only (kind, expiry, size or body id). */
 export const MESSAGE_META = {
@@ -333,6 +348,7 @@ export const MESSAGE_META = {
       META.kind === KIND_SHARED && size === HEAD + 8
         ? b.readUInt32BE(HEAD) * TWO32 + b.readUInt32BE(HEAD + 4)
         : 0;
+    META.body = META.kind === KIND_SHARED ? 0 : wireBodyLength(b, HEAD, size);
     return META;
   },
 };

@@ -107,8 +107,11 @@ export interface Store {
     fromSeq: number,
     fn: (seq: number, wire: number, expiresAt: number) => void,
   ): void;
-  /** How many messages of a queue are stored from `fromSeq` on, and the last seq. */
-  extent(queueId: number, fromSeq: number): { count: number; lastSeq: number };
+  /**
+   * How many messages of a queue are stored from `fromSeq` on, and the last seq; with
+   * `bodies`, also their body bytes (else 0: counting them reads every record, not just keys).
+   */
+  extent(queueId: number, fromSeq: number, bodies?: boolean): Extent;
   /** The highest seq a queue has stored below `below` (0: none). */
   lastSeqBelow(queueId: number, below: number): number;
   /** Deletes a queue's stored messages with seq in [fromSeq, toSeq] (paged out, never loaded). */
@@ -183,4 +186,12 @@ export class ConfirmBatch {
       else t.rejectUpTo(this.seqs[i]!);
     }
   }
+}
+
+/** What Store.extent reports. */
+export interface Extent {
+  count: number;
+  lastSeq: number;
+  /** body bytes, when asked for */
+  bytes: number;
 }

@@ -16,15 +16,23 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function fill(url: string, queue: string, n: number, persistentEvery = 1, size = 64): Promise<void> {
+async function fill(
+  url: string,
+  queue: string,
+  n: number,
+  persistentEvery = 1,
+  size = 64,
+  args: Record<string, unknown> = {},
+  from = 0,
+): Promise<void> {
   const c = new AMQPClient(url);
   await c.connect();
   const ch = await c.channel();
-  await ch.queueDeclare(queue, { durable: true });
+  await ch.queueDeclare(queue, { durable: true }, args);
   await ch.confirmSelect();
   const body = Buffer.alloc(size);
   let pending: Promise<unknown>[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < from + n; i++) {
     body.writeUInt32BE(i, 0);
     pending.push(ch.basicPublish('', queue, body, { deliveryMode: i % persistentEvery === 0 ? 2 : 1 }));
     if (pending.length === 1000) {
@@ -138,6 +146,30 @@ describe('a deep durable queue', () => {
       expect(b3.vhosts.get('/')!.queues.get('deep')!.messageCount).toBe(0);
     } finally {
       await b3.stop();
+    }
+  }, 90_000);
+
+  it('holds to x-max-length-bytes after a restart, counting the bytes left on disk', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-paging-'));
+    dirs.push(dataDir);
+    const n = PAGE_COUNT * 2;
+    const args = { 'x-max-length-bytes': n * 64, 'x-overflow': 'drop-head' };
+    const b1 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      await fill(b1.url, 'capped', n, 1, 64, args);
+    } finally {
+      await b1.stop();
+    }
+    const b2 = await Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    try {
+      // full: each of these drops one from the head
+      await fill(b2.url, 'capped', 1000, 1, 64, args, n);
+      const seen = await drain(b2.url, 'capped');
+      expect(seen.length).toBe(n);
+      expect(seen[0]).toBe(1000);
+      expect(seen.every((v, i) => v === i + 1000)).toBe(true);
+    } finally {
+      await b2.stop();
     }
   }, 90_000);
 

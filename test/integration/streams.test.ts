@@ -411,6 +411,41 @@ describe('a stream across a restart', () => {
     }
   });
 
+  it('messages it shares with a durable queue (one stored body) come back too', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-stream-'));
+    dirs.push(dataDir);
+    const start = () => Broker.start({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    let broker = await start();
+    let model = await amqplib.connect(broker.url);
+    const pub = await model.createConfirmChannel();
+    await pub.assertExchange('fx', 'fanout', { durable: true });
+    await pub.assertQueue('s', STREAM);
+    await pub.assertQueue('classic', { durable: true });
+    await pub.bindQueue('s', 'fx', '');
+    await pub.bindQueue('classic', 'fx', '');
+    for (const b of names(5, 'm')) pub.publish('fx', '', Buffer.from(b), { persistent: true });
+    await pub.waitForConfirms();
+    await model.close();
+    await broker.stop();
+
+    broker = await start();
+    try {
+      model = await amqplib.connect(broker.url);
+      const ch = await model.createConfirmChannel();
+      expect((await ch.checkQueue('s')).messageCount).toBe(5);
+      expect((await ch.checkQueue('classic')).messageCount).toBe(5);
+      await publishAll(ch, 's', ['after']);
+      const all = await read(await model.createChannel(), 's', 'first');
+      await waitFor(() => all.got.length === 6, 'the log after a restart');
+      expect(all.got.map((g) => [g.body, g.offset])).toEqual(
+        [...names(5, 'm'), 'after'].map((b, i) => [b, i]),
+      );
+      await model.close();
+    } finally {
+      await broker.stop();
+    }
+  });
+
   it('a log longer than the memory tail comes back with its offsets, segments and retention', async () => {
     // recovery sizes the log from the records' heads and reads only the tail's messages
     const dataDir = mkdtempSync(join(tmpdir(), 'warren-stream-'));

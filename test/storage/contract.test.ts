@@ -427,9 +427,9 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(store.messages(Q3)).toEqual([]);
       // paged reads: from a seq, at most a limit
       expect(store.messages(Q1, 3, 2).map((r) => r.seq)).toEqual([3, 4]);
-      expect(store.extent(Q1, 0)).toEqual({ count: sent.length, lastSeq: 2 ** 40 + 5 });
-      expect(store.extent(Q1, 5)).toEqual({ count: 6, lastSeq: 2 ** 40 + 5 });
-      expect(store.extent(Q3, 0)).toEqual({ count: 0, lastSeq: 0 });
+      expect(store.extent(Q1, 0)).toEqual({ count: sent.length, lastSeq: 2 ** 40 + 5, bytes: 0 });
+      expect(store.extent(Q1, 5)).toEqual({ count: 6, lastSeq: 2 ** 40 + 5, bytes: 0 });
+      expect(store.extent(Q3, 0)).toEqual({ count: 0, lastSeq: 0, bytes: 0 });
 
       const [q1] = await reopen([Q1, Q2]);
       check(q1!);
@@ -638,6 +638,23 @@ describe.each(SUBJECTS)('store contract: $name', (subject) => {
       expect(store.lastSeqBelow(Q1, 2 ** 41)).toBe(big + 5);
       expect(store.lastSeqBelow(Q2, big)).toBe(9);
       expect(store.lastSeqBelow(Q3, big)).toBe(0);
+    });
+
+    it('extent() with bodies counts the body bytes of inline and shared records', async () => {
+      const inline = message('12345');
+      store.enqueue(Q1, new QueueEntry(inline, 1, 0), inline);
+      const shared = message(Buffer.alloc(1000, 1));
+      store.enqueue(Q1, new QueueEntry(shared, 2, 0), shared);
+      store.enqueue(Q2, new QueueEntry(shared, 1, 0), shared);
+      const empty = message('');
+      store.enqueue(Q1, new QueueEntry(empty, 3, 0), empty);
+      await commitAndSettle(store);
+      expect(store.extent(Q1, 0, true)).toEqual({ count: 3, lastSeq: 3, bytes: 1005 });
+      expect(store.extent(Q1, 2, true)).toEqual({ count: 2, lastSeq: 3, bytes: 1000 });
+      expect(store.extent(Q2, 0, true)).toEqual({ count: 1, lastSeq: 1, bytes: 1000 });
+      const [q1] = await reopen([Q1, Q2]);
+      expect(q1!.length).toBe(3);
+      expect(store.extent(Q1, 0, true)).toEqual({ count: 3, lastSeq: 3, bytes: 1005 });
     });
 
     it('a shared message whose every entry is recorded again under a new seq in one batch keeps its body', async () => {
