@@ -201,8 +201,12 @@ export class Queue implements Destination, Pager {
     );
   }
 
-  /** drop-head: the oldest messages make room (dead-lettered with reason maxlen). */
+  /**
+   * drop-head: the oldest messages make room (dead-lettered with reason maxlen); then, as in
+   * RabbitMQ, the new head goes too if it has expired (it may have expired behind the old one).
+   */
   private dropOverflow(): void {
+    let dropped = false;
     while (
       this.ready.length > 0 &&
       ((this.maxLength >= 0 && this.ready.length > this.maxLength) ||
@@ -210,7 +214,9 @@ export class Queue implements Destination, Pager {
     ) {
       const e = this.ready.shift()!;
       this.dead(e.msg, 'maxlen', e);
+      dropped = true;
     }
+    if (dropped) this.expireHeads(Date.now(), EXPIRE_CAP);
   }
 
   // dead, from entry e if any: with a DLX, e's record goes when the dead letter is routed (a

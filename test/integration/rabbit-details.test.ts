@@ -46,6 +46,40 @@ describe('length limits and consumers', () => {
   });
 });
 
+describe('drop-head and expiry', () => {
+  it('a head exposed by drop-head that has expired is dead-lettered at once, after the dropped one', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertQueue('dlq', { durable: false });
+      await ch.assertQueue('q', {
+        durable: false,
+        arguments: { 'x-max-length': 2, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+      });
+      ch.sendToQueue('q', Buffer.from('a'));
+      ch.sendToQueue('q', Buffer.from('b'), { expiration: '20' });
+      await ch.waitForConfirms();
+      // b expires behind a, which has no TTL: it stays until it is the head
+      await sleep(100);
+      expect((await ch.checkQueue('q')).messageCount).toBe(2);
+      ch.sendToQueue('q', Buffer.from('c'));
+      await ch.waitForConfirms();
+      expect((await ch.checkQueue('q')).messageCount).toBe(1);
+      const dead: string[] = [];
+      for (;;) {
+        const m = await ch.get('dlq', { noAck: true });
+        if (m === false) break;
+        const death = (m.properties.headers!['x-death'] as { reason: string }[])[0]!;
+        dead.push(`${m.content.toString()}:${death.reason}`);
+      }
+      expect(dead).toEqual(['a:maxlen', 'b:expired']);
+      expect(await drain(ch, 'q')).toEqual(['c']);
+      await model.close();
+      expect(errors).toEqual([]);
+    });
+  });
+});
+
 describe('single active consumer', () => {
   it('the active consumer keeps the queue when a higher-priority one joins; the next takes over when it goes', async () => {
     await withBroker(async (broker) => {
