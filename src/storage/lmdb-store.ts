@@ -58,6 +58,8 @@ export class LmdbStore implements Store {
   private readonly deletes: Deletes;
   private inCommit = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** writes failed: the next commit writes something even when its batch is empty */
+  private probeDue = false;
   private readonly onError: (e: unknown) => void;
   onDrained: (() => void) | undefined;
   onBusy: (() => void) | undefined;
@@ -89,7 +91,13 @@ export class LmdbStore implements Store {
     this.onBusy = o.onBusy;
     this.settler = new SettleQueue({
       sync: o.sync,
-      onError: (e) => this.onError(e),
+      onError: (e) => {
+        this.onError(e);
+        // when the wait is over a write is tried even if nobody has anything to write (blocked
+        // publishers cannot): its success is what ends the block
+        this.probeDue = true;
+        this.retryAfter(this.settler.retryIn());
+      },
       onBusy: () => this.onBusy?.(),
       onDrained: () => this.onDrained?.(),
       // a range deletion goes on a chunk per settled commit, paced by the disk
@@ -345,6 +353,13 @@ export class LmdbStore implements Store {
     const d = this.deletes.write(b);
     if (d.last !== null) last = d.last;
     ops += d.ops;
+    if (this.probeDue) {
+      this.probeDue = false;
+      if (ops === 0) {
+        last = this.guard(this.t.env.put('probe', batchNo));
+        ops = 1;
+      }
+    }
     if (last === null && b.confirms.empty) this.settler.emptyBatch(batchNo);
     else this.settler.add(batchNo, ops, bytes, b.confirms, last, d.after);
   }

@@ -151,8 +151,8 @@ export class SettleQueue {
         // known at once, not when it reaches the head: an earlier commit settling meanwhile must
         // not count as writes working again
         this.failedBatch = Math.max(this.failedBatch, f.batchNo);
-        this.hooks.onError(e);
         this.failed();
+        this.hooks.onError(e);
         this.settle();
       },
     );

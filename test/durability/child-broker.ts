@@ -83,7 +83,8 @@ export function spawnBroker(
   // a file size limit (ulimit -f) makes writes past it fail with EFBIG; SIGXFSZ, which would
   // kill the process instead, is ignored (an ignored signal stays ignored across exec)
   let limits = '';
-  if (opts.fileSizeLimitKiB !== undefined) limits += `trap '' XFSZ; ulimit -f ${opts.fileSizeLimitKiB}; `;
+  // (a soft limit: a test may lift it from outside with prlimit, as a disk that has room again)
+  if (opts.fileSizeLimitKiB !== undefined) limits += `trap '' XFSZ; ulimit -S -f ${opts.fileSizeLimitKiB}; `;
   if (opts.fdLimit !== undefined) limits += `ulimit -n ${opts.fdLimit}; `;
   const child =
     limits === ''

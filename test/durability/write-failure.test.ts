@@ -4,11 +4,13 @@
  * must survive; what could not be written is nacked, never confirmed; publishers are blocked
  * (connection.blocked) instead of being fed failures; everyone else is still served.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AMQPClient } from '@cloudamqp/amqp-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/wait.js';
 import { killAll, startBroker } from './child-broker.js';
 
 const dirs: string[] = [];
@@ -82,4 +84,35 @@ describe('when store writes fail', () => {
     await c2.close();
     await b2.stop();
   }, 60_000);
+
+  it('lets blocked publishers go once writes work again, though nobody else writes', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'warren-full-'));
+    dirs.push(dataDir);
+    const b = await startBroker(dataDir, [], 10_000, { fileSizeLimitKiB: 3072 });
+    const c = new AMQPClient(b.url);
+    await c.connect();
+    let blocked = false;
+    c.onblocked = () => {
+      blocked = true;
+    };
+    c.onunblocked = () => {
+      blocked = false;
+    };
+    const pub = await c.channel();
+    await pub.queueDeclare('full', { durable: true });
+    await pub.confirmSelect();
+    const body = Buffer.alloc(1000, 7);
+    for (let i = 0; i < 200 && !blocked; i++) {
+      const window: Promise<unknown>[] = [];
+      for (let j = 0; j < 50 && !blocked; j++)
+        window.push(pub.basicPublish('', 'full', body, { deliveryMode: 2 }));
+      await Promise.allSettled(window);
+    }
+    expect(blocked).toBe(true);
+    // the disk has room again; the only publisher is blocked, so nothing else is written
+    execFileSync('prlimit', ['--pid', String(b.child.pid), '--fsize=unlimited:']);
+    await waitFor(() => !blocked, 'connection.unblocked', 20_000);
+    await pub.basicPublish('', 'full', body, { deliveryMode: 2 });
+    await c.close();
+  });
 });
