@@ -55,6 +55,8 @@ export class ConsumerRing<C extends RingMember> {
   private active: C | null = null;
   private rr = 0;
   private mixedPriorities = false;
+  /** with mixed priorities: each priority group's own rotation (its next offset in the group) */
+  private groupRr = new Map<number, number>();
 
   constructor(private readonly singleActive: boolean) {}
 
@@ -149,17 +151,20 @@ export class ConsumerRing<C extends RingMember> {
       }
       return null;
     }
-    // priority groups are contiguous (sorted); lower groups only get what higher ones cannot take
+    // priority groups are contiguous (sorted); lower groups only get what higher ones cannot
+    // take; each group goes round in turn on its own
     let start = 0;
     while (start < n) {
+      const prio = cs[start]!.priority;
       let end = start + 1;
-      while (end < n && cs[end]!.priority === cs[start]!.priority) end++;
+      while (end < n && cs[end]!.priority === prio) end++;
       const len = end - start;
+      const rr = this.groupRr.get(prio) ?? 0;
       for (let k = 0; k < len; k++) {
-        const i = start + ((this.rr + k) % len);
-        const c = cs[i]!;
+        const at = (rr + k) % len;
+        const c = cs[start + at]!;
         if (c.canTake()) {
-          this.rr = i + 1 - start;
+          this.groupRr.set(prio, (at + 1) % len);
           return c;
         }
       }

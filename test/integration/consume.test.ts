@@ -321,6 +321,49 @@ describe('basic.consume', () => {
   });
 });
 
+describe('consumer priorities, round-robin within a priority', () => {
+  it('consumers of equal priority take turns for what the higher-priority one cannot take', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors, closed } = await connectAmqplib(broker.url);
+      const pub = await model.createConfirmChannel();
+      await pub.assertQueue('q', { durable: false });
+      let held: amqplib.ConsumeMessage | null = null;
+      const hiCh = await model.createChannel();
+      await hiCh.prefetch(1);
+      await hiCh.consume('q', (m) => (held = m), { priority: 10 });
+      const low: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const ch = await model.createChannel();
+        await ch.prefetch(1);
+        await ch.consume(
+          'q',
+          (m) => {
+            low.push(m!.fields.consumerTag);
+            ch.ack(m!);
+          },
+          { priority: 0, consumerTag: `L${i}` },
+        );
+      }
+      // each round: the high-priority consumer takes one and holds it, the next goes to a low one
+      for (let r = 0; r < 8; r++) {
+        pub.sendToQueue('q', Buffer.from('high'));
+        await pub.waitForConfirms();
+        await waitFor(() => held !== null, 'the high-priority delivery');
+        pub.sendToQueue('q', Buffer.from('low'));
+        await pub.waitForConfirms();
+        await waitFor(() => low.length === r + 1, 'a low-priority delivery');
+        hiCh.ack(held!);
+        held = null;
+        await hiCh.checkQueue('q'); // the ack is in
+      }
+      expect(low).toEqual(['L0', 'L1', 'L2', 'L3', 'L0', 'L1', 'L2', 'L3']);
+      await model.close();
+      expect(await closed).toBeUndefined();
+      expect(errors).toEqual([]);
+    });
+  });
+});
+
 // ------------------------------------------------------------------ basic.cancel
 
 describe('basic.cancel', () => {
