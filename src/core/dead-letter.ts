@@ -236,7 +236,7 @@ export class DeadLetterRouter {
         const j = stack.length > 0 ? stack.pop()! : this.waiting.shift()!;
         this.routeOne(j.queue, j.msg, j.reason);
         // its copies and the source's deletion go to the store in the same commit
-        if (j.entry !== undefined) j.queue.forget(j.entry);
+        if (j.entry !== undefined) j.queue.forget(j.entry, true);
         const nested = this.nested;
         for (let i = nested.length - 1; i >= 0; i--) stack.push(nested[i]!);
         nested.length = 0;

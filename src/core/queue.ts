@@ -296,7 +296,7 @@ export class Queue implements Destination, Pager {
     const back = new QueueEntry(e.msg, seq, e.expiresAt);
     back.deliveries = e.deliveries;
     if (e.storeState !== 0) {
-      this.store!.remove(this.id, e, e.msg);
+      this.store!.remove(this.id, e, e.msg, true);
       this.store!.enqueue(this.id, back, e.msg);
     }
     return back;
@@ -308,9 +308,9 @@ export class Queue implements Destination, Pager {
     this.forget(entry);
   }
 
-  /** The entry leaves the queue for good: the store deletes it. */
-  forget(e: QueueEntry): void {
-    if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg);
+  /** The entry leaves the queue for good: the store deletes it (`paired`: see Store.remove). */
+  forget(e: QueueEntry, paired = false): void {
+    if (e.storeState !== 0) this.store!.remove(this.id, e, e.msg, paired);
   }
 
   /** A quorum queue's stored entry was delivered: its count is written now, to survive a crash. */

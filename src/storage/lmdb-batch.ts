@@ -9,6 +9,11 @@ export interface Batch {
   enqEntry: StoredEntry[];
   enqMsg: StoredMessage[];
   rem: Removals;
+  /**
+   * removals that go with writes of this batch replacing them (Store.remove paired): always in
+   * this batch's transaction, never carried to a later one
+   */
+  pairs: Removals;
   /** delivered entries whose count is written now (countDelivery) */
   delivQueue: number[];
   delivEntry: StoredEntry[];
@@ -24,6 +29,7 @@ export function newBatch(): Batch {
     enqEntry: [],
     enqMsg: [],
     rem: new Removals(),
+    pairs: new Removals(),
     delivQueue: [],
     delivEntry: [],
     confirms: new ConfirmBatch(),

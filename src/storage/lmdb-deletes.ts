@@ -60,13 +60,15 @@ export class Deletes {
     let last: Promise<unknown> | null = null;
     this.ops = 0;
     let carried = 0;
+    // removals replaced by writes of this batch: in its transaction, whatever waits
+    if (b.pairs.size > 0) last = this.remove(b.pairs, b.pairs.size);
     if (this.carry.size === 0 && !this.carryInFlight && b.rem.fits) {
-      if (b.rem.size > 0) last = this.remove(b.rem, b.rem.size);
+      if (b.rem.size > 0) last = this.remove(b.rem, b.rem.size) ?? last;
     } else {
       this.carry.takeAll(b.rem);
       if (!this.carryInFlight) {
         carried = this.carry.chunk();
-        last = this.remove(this.carry, carried);
+        last = this.remove(this.carry, carried) ?? last;
         this.carryInFlight = true;
       }
     }

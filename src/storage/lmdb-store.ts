@@ -171,7 +171,7 @@ export class LmdbStore implements Store {
     this.schedule();
   }
 
-  remove(queueId: number, e: StoredEntry, m: StoredMessage): void {
+  remove(queueId: number, e: StoredEntry, m: StoredMessage, paired = false): void {
     const state = e.storeState;
     if (state === EntryState.None) return;
     e.storeState = EntryState.None;
@@ -188,7 +188,8 @@ export class LmdbStore implements Store {
       } else this.t.bodyRefs.set(m.storeId, refs);
     }
     const bytes = state === EntryState.Inline || body !== 0 ? m.body.length : 0;
-    this.batch.rem.push(queueId, e.seq, body, state === EntryState.Shared, e.storeDeliv, bytes);
+    const to = paired ? this.batch.pairs : this.batch.rem;
+    to.push(queueId, e.seq, body, state === EntryState.Shared, e.storeDeliv, bytes);
     this.schedule();
   }
 
@@ -225,6 +226,7 @@ export class LmdbStore implements Store {
     }
     // a reopen under way: the batch goes to the reopened store (its completion schedules us)
     if (this.remapping || (this.remapWanted && this.remap())) return;
+
     // a reopen that failed to open the store again: the batch waits, whole, for a later try
     const closed = this.t.ensureOpen();
     if (closed !== null) {

@@ -93,8 +93,12 @@ export interface Store {
    * even a crash keeps it (quorum queues: x-delivery-count and the delivery limit count on it).
    */
   countDelivery(queueId: number, e: StoredEntry): void;
-  /** A stored entry left its queue (acked, dropped, purged, dead-lettered). */
-  remove(queueId: number, e: StoredEntry, m: StoredMessage): void;
+  /**
+   * A stored entry left its queue (acked, dropped, purged, dead-lettered). `paired`: writes
+   * recorded in the same batch replace it (a re-keyed entry, a dead letter's copies), so the
+   * removal goes in their transaction, never later: a crash must not leave both.
+   */
+  remove(queueId: number, e: StoredEntry, m: StoredMessage, paired?: boolean): void;
   /** The stored messages of a queue, in seq order (at most `limit`, from `fromSeq`). */
   messages(queueId: number, fromSeq?: number, limit?: number): RecoveredMessage[];
   /**

@@ -754,6 +754,70 @@ describe('after kill -9', () => {
     await stop(b);
   });
 
+  it('requeued quorum returns and dead letters are not doubled by a kill during a large ack', async () => {
+    // an ack past one transaction's worth (here 24 MiB of bodies) is written a chunk per commit;
+    // a quorum queue's requeue (its entries re-recorded under new positions) and a dead letter
+    // (the source's record goes with the copy) right after it must stay whole transactions
+    const dir = tempDir();
+    let b = await startBroker(dir);
+    const m = await connect(b);
+    const ch = await confirmChannel(m);
+    await ch.assertQueue('big', { durable: true });
+    await ch.assertQueue('qq', { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await ch.assertQueue('dlq', { durable: true });
+    await ch.assertQueue('src', {
+      durable: true,
+      arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'dlq' },
+    });
+    await ch.assertQueue('other', { durable: true });
+    for (let i = 0; i < 24; i++) await publishConfirmed(ch, '', 'big', [Buffer.alloc(1024 * 1024, i)]);
+    const small = Array.from({ length: 20 }, (_, i) => `s${i}`);
+    await publishConfirmed(ch, '', 'qq', small);
+    await publishConfirmed(ch, '', 'src', small);
+    const held: Record<
+      string,
+      { ch: amqplib.Channel; tag: string; last: amqplib.ConsumeMessage | null; n: number }
+    > = {};
+    for (const [q, n] of [
+      ['big', 24],
+      ['qq', 20],
+      ['src', 20],
+    ] as const) {
+      const c = await m.createChannel();
+      const h = { ch: c, tag: '', last: null as amqplib.ConsumeMessage | null, n: 0 };
+      h.tag = (
+        await c.consume(q, (msg) => {
+          h.last = msg;
+          h.n++;
+        })
+      ).consumerTag;
+      held[q] = h;
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (h.n === n) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 5);
+      });
+    }
+    await held.qq!.ch.cancel(held.qq!.tag);
+    await held.src!.ch.cancel(held.src!.tag);
+    held.big!.ch.ack(held.big!.last!, true);
+    held.qq!.ch.nack(held.qq!.last!, true, true);
+    held.src!.ch.nack(held.src!.last!, true, false);
+    await publishConfirmed(ch, '', 'other', ['marker']);
+    expect((await b.kill()).signal).toBe('SIGKILL');
+    models.splice(0);
+    b = await startBroker(dir);
+    const ch2 = await confirmChannel(await connect(b));
+    expect(bodies(await getAll(ch2, 'qq')).sort()).toEqual([...small].sort());
+    expect(await getAll(ch2, 'src')).toEqual([]);
+    expect(bodies(await getAll(ch2, 'dlq')).sort()).toEqual([...small].sort());
+    expect(bodies(await getAll(ch2, 'other'))).toEqual(['marker']);
+    await stop(b);
+  });
+
   it('messages a consumer received just before the kill come back with redelivered set', async () => {
     // The client sees the deliveries before the kill; whether the broker had written their
     // delivery count by then is a race it must not lose (README: "delivered but unacked at a
