@@ -201,6 +201,12 @@ export class DeadLetterRouter {
   private nested: DeadJob[] = [];
   /** dead letters from queues (expiry, rejects, overflow), in the order they came */
   private readonly waiting = new Deque<DeadJob>();
+  /**
+   * routed jobs whose stored entries wait for the chain they started to be routed whole (dead
+   * letters through TTL-0 queues are copies only in memory until the last is stored): a crash
+   * meanwhile must not find the source gone and the copies not yet there
+   */
+  private readonly forgets: DeadJob[] = [];
   private routing = false;
   /** routed in this turn of the loop (reset by the next) */
   private turn = 0;
@@ -235,17 +241,23 @@ export class DeadLetterRouter {
         }
         const j = stack.length > 0 ? stack.pop()! : this.waiting.shift()!;
         this.routeOne(j.queue, j.msg, j.reason);
-        // its copies and the source's deletion go to the store in the same commit
-        if (j.entry !== undefined) j.queue.forget(j.entry, true);
+        if (j.entry !== undefined) this.forgets.push(j);
         const nested = this.nested;
         for (let i = nested.length - 1; i >= 0; i--) stack.push(nested[i]!);
         nested.length = 0;
+        // the chain is routed: the sources' deletions go to the store in the commit that stores
+        // the last copies (or a later one, should the budget have split the chain)
+        if (stack.length === 0) {
+          for (const f of this.forgets) f.queue.forget(f.entry!, true);
+          this.forgets.length = 0;
+        }
       }
       this.routing = false;
     } catch (e) {
       // a bug: report it (the caller's tick does), and leave the router usable
       stack.length = 0;
       this.nested.length = 0;
+      this.forgets.length = 0;
       this.waiting.clear();
       this.routing = false;
       throw e;

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { DeadLetterRouter } from '../../src/core/dead-letter.js';
 import { Message } from '../../src/core/message.js';
 import type { Queue } from '../../src/core/queue.js';
+import { QueueEntry } from '../../src/core/queue-entry.js';
 
 const queue = { deadLetterExchange: 'dlx' } as unknown as Queue;
 const dead = (name: string) => new Message('', name, Buffer.from([0, 0]), Buffer.alloc(0));
@@ -48,5 +49,27 @@ describe('dead-letter router', () => {
     router.add({ deadLetterExchange: undefined } as unknown as Queue, dead('none'), 'rejected');
     router.add(queue, dead('two'), 'maxlen');
     expect(seen).toEqual(['one', 'two']);
+  });
+
+  it('lets a stored source go only once the chain its dead letter started is routed whole', async () => {
+    // a chain through TTL-0 queues longer than a turn's budget: its copies are in memory only
+    // until the last is stored, so the source's record must outlast the turn the chain began in
+    const forgotten: QueueEntry[] = [];
+    const source = {
+      deadLetterExchange: 'dlx',
+      forget: (e: QueueEntry) => forgotten.push(e),
+    } as unknown as Queue;
+    let routed = 0;
+    const router = new DeadLetterRouter((_q, m) => {
+      routed++;
+      if (m.routingKey.length < 300) router.add(queue, dead(`${m.routingKey}x`), 'expired');
+    });
+    const entry = new QueueEntry(dead('s'), 1, 0);
+    router.add(source, dead('s'), 'rejected', entry);
+    expect(routed).toBe(256);
+    expect(forgotten).toEqual([]);
+    for (let i = 0; i < 10 && routed < 300; i++) await turn();
+    expect(routed).toBe(300);
+    expect(forgotten).toEqual([entry]);
   });
 });
