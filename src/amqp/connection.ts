@@ -339,6 +339,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
     encodeConnectionClose(this.out, 0, { replyCode: code, replyText: text, classId, methodId });
     this.flush();
     this.state = ConnState.Closing;
+    this.gate.closing();
     this.heartbeats.stop();
     this.closeTimer = setTimeout(() => this.destroy(text), CLOSE_OK_TIMEOUT);
     this.closeTimer.unref();

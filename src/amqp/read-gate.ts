@@ -140,6 +140,27 @@ export class ReadGate implements FlowConnection, HeldPublisher {
     return this.conn.ctx.config.flowHoldLimit;
   }
 
+  /**
+   * connection.close went out: whatever held the connection (an alarm, a hold, a commit), it is
+   * read again, so the client's close-ok is seen and the socket closed at once, as RabbitMQ does
+   * (the Erlang client gives a close 1 s).
+   */
+  closing(): void {
+    this.holds = 0;
+    this.drainWait = false;
+    this.commits = 0;
+    this.publishing = false;
+    if (!this.paused) return;
+    this.paused = false;
+    this.heartbeats.paused = false;
+    this.conn.socket.resume();
+    try {
+      this.conn.parser.resume();
+    } catch {
+      // the connection is closing anyway
+    }
+  }
+
   resumeReading(): void {
     this.credit = PUBLISH_CREDIT;
     if (!this.paused || this.holds > 0 || this.drainWait || this.commits > 0) return;

@@ -510,6 +510,34 @@ describe('connection.open', () => {
   });
 });
 
+describe('closing a blocked connection', () => {
+  it('a connection held by a resource alarm reads the close-ok, so the socket closes at once', async () => {
+    // (RabbitMQ closes it about 1 ms after close-ok; its Erlang client, in shovels and
+    // federation, gives the close 1 s and logs a crash past that)
+    await withBroker(async (broker) => {
+      const c = await RawClient.open(broker.port);
+      try {
+        c.send((w) => M.encodeChannelOpen(w, 1, {}));
+        await c.expectMethod(Method.CHANNEL_OPEN_OK);
+        broker.flow.set('a test', true);
+        await c.expectMethod(Method.CONNECTION_BLOCKED);
+        // a publish: the connection is held, not read, until the alarm clears
+        c.write(publishBytes(1, 'nowhere', 'held'));
+        c.send((w) => M.encodeBasicQos(w, 1, { prefetchSize: 0, prefetchCount: 1, global: false }));
+        await new Promise((r) => setTimeout(r, 100));
+        expect(c.frames.some((f) => f.methodId === Method.BASIC_QOS_OK)).toBe(false);
+        const stopping = broker.stop();
+        await c.expectMethod(Method.CONNECTION_CLOSE);
+        c.send((w) => M.encodeConnectionCloseOk(w, 0, {}));
+        await c.expectClosed(1_000);
+        await stopping;
+      } finally {
+        c.close();
+      }
+    });
+  });
+});
+
 describe('heartbeats', () => {
   it('a client that negotiates a 1 s heartbeat receives heartbeat frames on channel 0', async () => {
     await withBroker(async (broker) => {
