@@ -59,8 +59,20 @@ export class DataDirLock {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // a process killed but not yet reaped by its parent (a zombie) still answers signal 0
+  return !zombie(pid);
+}
+
+/** Linux: the process has exited and waits to be reaped (state Z in /proc/PID/stat). */
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // pid (comm) state ...: comm may hold spaces and parentheses, so look after the last ')'
+    return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z';
+  } catch {
+    return false;
   }
 }

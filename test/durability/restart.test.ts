@@ -5,7 +5,7 @@
  * messages on durable queues survive; transient things do not. Deliveries that were not acked
  * come back redelivered, and the data dir lock and store errors are clear one-line failures.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -1002,6 +1002,31 @@ describe('the data dir', () => {
     await ch.assertQueue('still-here', { durable: true });
     await stop(first);
     expect(existsSync(lock)).toBe(false);
+  });
+
+  it('a lock whose owner was killed but not yet reaped (a zombie) is taken over', async () => {
+    const dir = tempDir();
+    // the background sleep exits at once; its parent (the exec'd long sleep) never reaps it
+    const parent = spawn('/bin/sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const zombie = Number(
+        (await new Promise<string>((r) => parent.stdout!.once('data', (d) => r(String(d))))).trim(),
+      );
+      const state = () => {
+        const stat = readFileSync(`/proc/${zombie}/stat`, 'latin1');
+        return stat.charAt(stat.lastIndexOf(')') + 2);
+      };
+      for (let i = 0; i < 200 && state() !== 'Z'; i++) await sleep(5);
+      expect(state()).toBe('Z');
+      writeFileSync(join(dir, 'warren.lock'), `${zombie}\n`);
+      const b = await startBroker(dir);
+      expect(readFileSync(join(dir, 'warren.lock'), 'utf8').trim()).toBe(String(b.child.pid));
+      await stop(b);
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('a lock left by a process that no longer runs is taken over', async () => {
