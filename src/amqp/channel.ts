@@ -176,7 +176,7 @@ export class Channel implements ConfirmTarget {
     const openLoop =
       !this.txMode && (!this.confirmMode || this.publishSeq - this.confirmedSeq >= ROUND_TRIP_WINDOW - 1);
     this.conn.gate.published(body.length, openLoop);
-    if (this.confirmMode) this.conn.answerLater = true;
+    if (this.confirmMode) this.conn.heartbeats.answerLater = true;
     try {
       basic.basicPublish(this, args, props, body);
     } catch (e) {

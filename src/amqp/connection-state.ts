@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { UserStore } from '../core/users.js';
 import type { VHostRegistry } from '../core/vhost.js';
 import type { FieldTable } from '../protocol/field-table.js';
+import { turn } from '../util/coalesce.js';
 import type { Connection } from './connection.js';
 import type { FlowControl } from './publish-flow.js';
 
@@ -33,3 +34,21 @@ export const ConnState = {
   Closed: 6,
 } as const;
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
+
+/** Channel numbers the client closed in the current turn of the event loop (util/coalesce turn). */
+export class ClosedThisTurn {
+  private list: number[] = [];
+  private at = -1;
+
+  add(n: number): void {
+    if (this.at !== turn) {
+      this.at = turn;
+      this.list = [];
+    }
+    this.list.push(n);
+  }
+
+  has(n: number): boolean {
+    return this.at === turn && this.list.includes(n);
+  }
+}

@@ -5,7 +5,6 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { wakeInParkOrder } from '../core/consumer-ring.js';
 import type { User } from '../core/users.js';
 import type { VHost } from '../core/vhost.js';
 import {
@@ -30,11 +29,12 @@ import {
 } from '../protocol/generated/methods.js';
 import { Method } from '../protocol/generated/spec.js';
 import { OutBuffer } from '../protocol/out-buffer.js';
-import { inflow, turn } from '../util/coalesce.js';
+import { inflow } from '../util/coalesce.js';
 import { readShared } from '../util/shared-read.js';
 import { BodyRecycler } from './body-recycler.js';
 import { Channel } from './channel.js';
-import { type Consumer, wakeConsumer } from './consumer.js';
+import { ClosedThisTurn, type ConnectionContext, ConnState } from './connection-state.js';
+import { anyConsumers, wakeAllConsumers } from './consumer.js';
 import { decodeArgs } from './decode-args.js';
 import { scheduleFlush } from './flush-scheduler.js';
 import { connectionMethod } from './handlers/connection.js';
@@ -48,14 +48,9 @@ const CLOSE_OK_TIMEOUT = 3_000;
 /** Deliveries pause while this many bytes wait in the output buffer. */
 const OUT_BUFFER_LIMIT = 1024 * 1024;
 
-import { type ConnectionContext, ConnState } from './connection-state.js';
-
 export { type ConnectionContext, ConnState };
 
 let nextConnectionId = 1;
-
-/** A connection we wrote to this recently (ms) has traffic both ways (see nudge()). */
-const NUDGE_WINDOW_MS = 200;
 
 export class Connection implements FrameSink, HeartbeatOwner {
   readonly id = nextConnectionId++;
@@ -89,17 +84,11 @@ export class Connection implements FrameSink, HeartbeatOwner {
   /** protocol header bytes received so far; null once it is complete */
   header: Buffer | null = Buffer.alloc(0);
   private queuedForFlush = false;
-  /** a read this tick, possibly answered by nothing (see nudge()) */
-  private unanswered = false;
-  /** something read this tick is answered once the store has it (a confirm, a commit-ok) */
-  answerLater = false;
-  /** performance.now() of the last flush that wrote frames */
-  private wroteAt = -Infinity;
   /** The socket accepted everything written so far (false until 'drain'). */
   writable = true;
   /** a consumer was refused for backpressure; wake consumers when writes resume */
   private stalled = false;
-  private readonly heartbeats = new Heartbeat();
+  readonly heartbeats = new Heartbeat();
   /** when the socket is read: publish credit, queue pacing and holds, alarms (read-gate.ts) */
   readonly gate = new ReadGate(this, this.heartbeats);
   private handshakeTimer: NodeJS.Timeout | null;
@@ -137,9 +126,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
   }
 
   hasConsumers(): boolean {
-    for (const ch of this.channels.values())
-      if (ch.consumers.size > 0 || ch.replyConsumer !== null) return true;
-    return false;
+    return anyConsumers(this.channels.values());
   }
 
   // ---------------------------------------------------------------- input
@@ -158,7 +145,8 @@ export class Connection implements FrameSink, HeartbeatOwner {
       this.fail(e, 0, 0, 0);
     }
     if (this.heartbeat > 0 && this.state === ConnState.Open) {
-      this.unanswered = true;
+      // a heartbeat frame may be due as an ACK nudge (Heartbeat.nudgeDue)
+      this.heartbeats.unanswered = true;
       this.markDirty();
     }
   }
@@ -219,11 +207,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
     }
     const ch = this.channels.get(n);
     if (ch === undefined) {
-      if (
-        this.closedTurn === turn &&
-        this.closedInTurn.includes(n) &&
-        !(type === 1 && id === Method.CHANNEL_OPEN)
-      ) {
+      if (this.closedThisTurn.has(n) && !(type === 1 && id === Method.CHANNEL_OPEN)) {
         this.afterOwnClose(n, type, id);
         return;
       }
@@ -359,17 +343,12 @@ export class Connection implements FrameSink, HeartbeatOwner {
     this.channels.delete(n);
   }
 
-  /** Channels the client closed in the loop turn `closedTurn` (what it wrote with the close). */
-  private closedInTurn: number[] = [];
-  private closedTurn = -1;
+  /** Channels the client closed in this turn of the loop (what it wrote with the close). */
+  private readonly closedThisTurn = new ClosedThisTurn();
 
   /** The client closed channel `n` (channel.close answered). */
   channelClosedByClient(n: number): void {
-    if (this.closedTurn !== turn) {
-      this.closedTurn = turn;
-      this.closedInTurn = [];
-    }
-    this.closedInTurn.push(n);
+    this.closedThisTurn.add(n);
   }
 
   /**
@@ -427,14 +406,19 @@ export class Connection implements FrameSink, HeartbeatOwner {
     this.queuedForFlush = false;
     const chunks = this.out.take();
     if (chunks.length === 0) {
-      if (this.unanswered) this.nudge();
+      if (
+        this.heartbeats.unanswered &&
+        this.heartbeats.nudgeDue() &&
+        this.writable &&
+        !this.socket.destroyed
+      ) {
+        this.heartbeats.sent = true;
+        this.socket.write(HEARTBEAT_FRAME);
+      }
       return;
     }
-    this.unanswered = false;
-    this.answerLater = false;
+    this.heartbeats.wrote();
     if (this.socket.destroyed) return;
-    this.wroteAt = performance.now();
-    this.heartbeats.sent = true;
     const last = chunks.length - 1;
     if (last > 0) this.socket.cork();
     for (let i = 0; i < last; i++) this.socket.write(chunks[i]!);
@@ -450,31 +434,6 @@ export class Connection implements FrameSink, HeartbeatOwner {
   }
 
   /**
-   * What the client sent this tick gets no answer (acks, publishes without confirms): a heartbeat
-   * frame goes out, so the TCP acknowledgement of what we read goes at once. Else, on a
-   * connection with traffic both ways, the kernel holds it back up to 40 ms (delayed ACK), and a
-   * client with Nagle's algorithm on (amqplib's default) holds its next small write until it
-   * comes: 5 confirm channels publishing persistent messages, on a connection that also acks
-   * deliveries, did a round per 44 ms. Not when an answer follows from the store (a confirm, a
-   * commit-ok carries the acknowledgement as soon), nor on a connection we have not written to
-   * for NUDGE_WINDOW_MS (one way traffic is acknowledged promptly). Only where heartbeats were
-   * negotiated: such a client takes a heartbeat frame at any time (a peer not using them must
-   * discard them, says the spec).
-   */
-  private nudge(): void {
-    this.unanswered = false;
-    if (this.answerLater) {
-      this.answerLater = false;
-      return;
-    }
-    if (!this.writable || this.socket.destroyed) return;
-    const now = performance.now();
-    if (now - this.wroteAt > NUDGE_WINDOW_MS) return;
-    this.heartbeats.sent = true;
-    this.socket.write(HEARTBEAT_FRAME);
-  }
-
-  /**
    * Backpressure: consumers on this connection take messages only while the socket accepts
    * writes and the output buffer is under its bound.
    */
@@ -486,14 +445,7 @@ export class Connection implements FrameSink, HeartbeatOwner {
 
   private wakeConsumers(): void {
     this.stalled = false;
-    wakeInParkOrder(() => this.allConsumers(), wakeConsumer);
-  }
-
-  private *allConsumers(): Iterable<Consumer> {
-    for (const ch of this.channels.values()) {
-      yield* ch.consumers.values();
-      if (ch.replyConsumer !== null) yield ch.replyConsumer;
-    }
+    wakeAllConsumers(this.channels);
   }
 
   // ---------------------------------------------------------------- lifecycle

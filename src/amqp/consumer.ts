@@ -2,6 +2,7 @@
  * A consumer: the link between a queue and a channel. The queue asks `canTake()` before each
  * delivery (prefetch, channel.flow, socket backpressure) and hands entries to `deliver()`.
  */
+import { wakeInParkOrder } from '../core/consumer-ring.js';
 import type { Queue } from '../core/queue.js';
 import type { QueueConsumer, QueueEntry } from '../core/queue-entry.js';
 import { inflow, ROUND_TRIP_WINDOW } from '../util/coalesce.js';
@@ -79,4 +80,22 @@ export class Consumer implements QueueConsumer {
 /** `c` may take again: its queue lets it rejoin the rotation (core/consumer-ring.ts wakeInParkOrder). */
 export function wakeConsumer(c: Consumer): void {
   c.queue.wake(c);
+}
+
+/** Whether any of these channels has a consumer (a direct reply-to one included). */
+export function anyConsumers(channels: Iterable<Channel>): boolean {
+  for (const ch of channels) if (ch.consumers.size > 0 || ch.replyConsumer !== null) return true;
+  return false;
+}
+
+/** A connection's socket drained: its channels' consumers may take again, in the order parked. */
+export function wakeAllConsumers(channels: Map<number, Channel>): void {
+  wakeInParkOrder(() => consumersOf(channels), wakeConsumer);
+}
+
+function* consumersOf(channels: Map<number, Channel>): Iterable<Consumer> {
+  for (const ch of channels.values()) {
+    yield* ch.consumers.values();
+    if (ch.replyConsumer !== null) yield ch.replyConsumer;
+  }
 }

@@ -26,7 +26,8 @@ import type { FieldTable } from '../../src/protocol/field-table.js';
 import { type BasicProperties, encodeBasicProperties } from '../../src/protocol/generated/properties.js';
 import { OutBuffer } from '../../src/protocol/out-buffer.js';
 import { LmdbStore, type SyncMode } from '../../src/storage/lmdb-store.js';
-import { MemoryDisk, MemoryStore } from '../../src/storage/memory-store.js';
+import { MemoryDisk } from '../../src/storage/memory-disk.js';
+import { MemoryStore } from '../../src/storage/memory-store.js';
 import {
   type ConfirmTarget,
   type Definition,

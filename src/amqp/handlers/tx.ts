@@ -39,7 +39,7 @@ export function txCommit(ch: Channel): void {
   for (const p of publishes) deliverRouted(ch, p.args, p.msg, p.queues);
   for (const s of settles) ch.settle(s.list, s.how, true);
   ch.txCommits!.ask();
-  ch.conn.answerLater = true;
+  ch.conn.heartbeats.answerLater = true;
 }
 
 /**
