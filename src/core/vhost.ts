@@ -442,17 +442,33 @@ export class VHost {
   route(ex: Exchange, msg: Message, extraKeys?: readonly string[], out: Queue[] = this.routed): Queue[] {
     out.length = 0;
     const epoch = ++this.epoch;
-    this.routeInto(ex, msg, msg.routingKey, out, epoch);
-    if (extraKeys !== undefined) {
-      // sender-selected distribution (CC/BCC): the same walk under each extra key, skipping
-      // the queues already reached
-      for (const k of extraKeys) {
-        const e = ++this.epoch;
-        for (const q of out) q.routeEpoch = e;
-        this.routeInto(ex, msg, k, out, e);
+    if (extraKeys === undefined) this.routeInto(ex, msg, msg.routingKey, out, epoch);
+    else this.routeKeys(ex, msg, [msg.routingKey, ...extraKeys], out, epoch);
+    return out;
+  }
+
+  /**
+   * Sender-selected distribution (CC/BCC), as RabbitMQ routes it: every exchange on the way
+   * matches all the keys at once, so a key may take the message into an exchange where another
+   * matches, and an exchange hands it to its alternate exchange only when no key matched.
+   */
+  private routeKeys(ex: Exchange, msg: Message, keys: readonly string[], out: Queue[], epoch: number): void {
+    ex.routeEpoch = epoch;
+    let matched = false;
+    for (const k of keys) {
+      const ds = ex.match(msg, k);
+      if (ds.length > 0) matched = true;
+      for (let i = 0; i < ds.length; i++) {
+        const d = ds[i]!;
+        if (d.routeEpoch === epoch) continue;
+        d.routeEpoch = epoch;
+        if (d.isQueue) out.push(d as Queue);
+        else this.routeKeys(d as Exchange, msg, keys, out, epoch);
       }
     }
-    return out;
+    if (matched || ex.alternateExchange === undefined) return;
+    const ae = this.exchanges.get(ex.alternateExchange);
+    if (ae !== undefined && ae.routeEpoch !== epoch) this.routeKeys(ae, msg, keys, out, epoch);
   }
 
   /**

@@ -13,6 +13,7 @@ import { Method } from '../../src/protocol/generated/spec.js';
 import { withBroker } from '../helpers/broker.js';
 import { declareQueue, frame, RawClient } from '../helpers/raw-client.js';
 import { amqpClientStillWorks, connectAmqpClient, connectAmqplib } from '../helpers/refusals.js';
+import { drain } from '../helpers/routing.js';
 import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -319,6 +320,37 @@ describe('basic.publish', () => {
       expect(ch.closed).toBe(false);
       await amqpClientStillWorks(client);
       await client.close();
+      expect(errors).toEqual([]);
+    });
+  });
+
+  it('CC keys count with the routing key at every exchange: the alternate exchange only when none matched', async () => {
+    await withBroker(async (broker) => {
+      const { model, errors } = await connectAmqplib(broker.url);
+      const ch = await model.createConfirmChannel();
+      await ch.assertExchange('ae', 'fanout', { durable: false });
+      await ch.assertQueue('ae-q', { durable: false });
+      await ch.bindQueue('ae-q', 'ae', '');
+      await ch.assertExchange('with-ae', 'direct', { durable: false, alternateExchange: 'ae' });
+      await ch.assertQueue('bound', { durable: false });
+      await ch.bindQueue('bound', 'with-ae', 'k');
+      // the routing key matches, a CC key does not (and the reverse): nothing for the AE
+      ch.publish('with-ae', 'k', Buffer.from('rk'), { CC: ['nothing'] });
+      ch.publish('with-ae', 'nothing', Buffer.from('cc'), { CC: ['k'] });
+      // no key matches: the AE gets it
+      ch.publish('with-ae', 'nothing', Buffer.from('none'), { CC: ['nothing-either'] });
+      // exchange to exchange: the CC key takes it into x0, where the routing key matches
+      await ch.assertExchange('x1', 'topic', { durable: false });
+      await ch.assertExchange('x0', 'topic', { durable: false });
+      await ch.bindExchange('x0', 'x1', 'a.*');
+      await ch.assertQueue('deep', { durable: false });
+      await ch.bindQueue('deep', 'x0', '*');
+      ch.publish('x1', 'a', Buffer.from('via cc'), { CC: ['a.b'] });
+      await ch.waitForConfirms();
+      expect(await drain(ch, 'bound')).toEqual(['rk', 'cc']);
+      expect(await drain(ch, 'ae-q')).toEqual(['none']);
+      expect(await drain(ch, 'deep')).toEqual(['via cc']);
+      await model.close();
       expect(errors).toEqual([]);
     });
   });
