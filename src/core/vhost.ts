@@ -32,6 +32,7 @@ import {
 } from './exchange/exchange.js';
 import { validateXMatch } from './exchange/headers-match.js';
 import { makeExchange } from './exchange/make.js';
+import { RouteWalk } from './exchange/walk.js';
 import type { Message } from './message.js';
 import { Queue } from './queue.js';
 import { argsEquivalence, argTypeName, describe, queueType, validateQueueArgs } from './queue-args.js';
@@ -62,7 +63,8 @@ export class VHost {
   readonly exchanges = new Map<string, Exchange>();
   readonly queues = new Map<string, Queue>();
   readonly defaultExchange: DefaultExchange;
-  private epoch = 0;
+  /** the routing walk through exchanges (exchange/walk.ts) */
+  private readonly walk = new RouteWalk((name) => this.exchanges.get(name));
   private routed: Queue[] = [];
   /** dead letters, routed one at a time (core/dead-letter.ts) */
   private readonly deadLetters = new DeadLetterRouter((q, m, r) => this.routeDead(q, m, r));
@@ -440,59 +442,7 @@ export class VHost {
    * matched. The returned array is reused by the next call.
    */
   route(ex: Exchange, msg: Message, extraKeys?: readonly string[], out: Queue[] = this.routed): Queue[] {
-    out.length = 0;
-    const epoch = ++this.epoch;
-    if (extraKeys === undefined) this.routeInto(ex, msg, msg.routingKey, out, epoch);
-    else this.routeKeys(ex, msg, [msg.routingKey, ...extraKeys], out, epoch);
-    return out;
-  }
-
-  /**
-   * Sender-selected distribution (CC/BCC), as RabbitMQ routes it: every exchange on the way
-   * matches all the keys at once, so a key may take the message into an exchange where another
-   * matches, and an exchange hands it to its alternate exchange only when no key matched.
-   */
-  private routeKeys(ex: Exchange, msg: Message, keys: readonly string[], out: Queue[], epoch: number): void {
-    ex.routeEpoch = epoch;
-    let matched = false;
-    for (const k of keys) {
-      const ds = ex.match(msg, k);
-      if (ds.length > 0) matched = true;
-      for (let i = 0; i < ds.length; i++) {
-        const d = ds[i]!;
-        if (d.routeEpoch === epoch) continue;
-        d.routeEpoch = epoch;
-        if (d.isQueue) out.push(d as Queue);
-        else this.routeKeys(d as Exchange, msg, keys, out, epoch);
-      }
-    }
-    if (matched || ex.alternateExchange === undefined) return;
-    const ae = this.exchanges.get(ex.alternateExchange);
-    if (ae !== undefined && ae.routeEpoch !== epoch) this.routeKeys(ae, msg, keys, out, epoch);
-  }
-
-  /**
-   * Walks one exchange: its matches, recursively through exchange-to-exchange bindings. An
-   * exchange whose own bindings match nothing hands the message to its alternate exchange.
-   */
-  private routeInto(ex: Exchange, msg: Message, key: string, out: Queue[], epoch: number): void {
-    ex.routeEpoch = epoch;
-    const ds = ex.match(msg, key);
-    const n = ds.length;
-    if (n === 0) {
-      const aeName = ex.alternateExchange;
-      if (aeName === undefined) return;
-      const ae = this.exchanges.get(aeName);
-      if (ae !== undefined && ae.routeEpoch !== epoch) this.routeInto(ae, msg, key, out, epoch);
-      return;
-    }
-    for (let i = 0; i < n; i++) {
-      const d = ds[i]!;
-      if (d.routeEpoch === epoch) continue;
-      d.routeEpoch = epoch;
-      if (d.isQueue) out.push(d as Queue);
-      else this.routeInto(d as Exchange, msg, key, out, epoch);
-    }
+    return this.walk.route(ex, msg, extraKeys, out);
   }
 }
 
